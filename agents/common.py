@@ -1,0 +1,91 @@
+"""What every agent shares: dependencies, prompt files, evidence rendering, the LLM call."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel
+
+from agents.state import NodeTiming
+from tools.encoder import Encoder
+from tools.llm import ChatEndpoint, call_structured
+from tools.schema import LABEL_WORD, Evidence, Spec
+from tools.settings import Settings
+
+if TYPE_CHECKING:
+    from tools.store import VectorStore
+
+PROMPTS = Path(__file__).parent / "prompts"
+T = TypeVar("T", bound=BaseModel)
+
+
+@dataclass
+class AgentDeps:
+    """Everything the agents need at run time; built once per batch."""
+
+    settings: Settings
+    generator: ChatEndpoint
+    judge: ChatEndpoint
+    store: "VectorStore | None" = None
+    encoder: Encoder | None = None
+    evidence_use: Counter[str] = field(default_factory=Counter)  # over-use across a batch
+    rubric: str = "critic_rubric"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    system: str
+    user: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(f"{self.system}\0{self.user}".encode()).hexdigest()
+
+
+@cache
+def load_prompt(name: str) -> Prompt:
+    """`<name>.system.md` and `<name>.user.md` beside the agents."""
+    return Prompt(name, (PROMPTS / f"{name}.system.md").read_text(),
+                  (PROMPTS / f"{name}.user.md").read_text())
+
+
+def prompt_hashes() -> dict[str, str]:
+    """sha256 of every prompt file, for provenance and resume fingerprints."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(PROMPTS.glob("*.md"))}
+
+
+def describe_target(spec: Spec) -> str:
+    return f"a {spec.phase} trial whose outcome is {LABEL_WORD[spec.label].upper()} (label {spec.label})"
+
+
+def render_evidence(evidence: list[Evidence], chars: int = 700) -> str:
+    return "\n\n".join(f"[{e.nctid}] {e.text[:chars]}" for e in evidence) or "(none)"
+
+
+def feedback_block(feedback: str) -> str:
+    if not feedback:
+        return ""
+    return f"\nA reviewer rejected the previous attempt. Fix every point:\n{feedback}\n"
+
+
+async def ask(endpoint: ChatEndpoint, prompt: Prompt, schema: type[T], *, node: str,
+              repairs: int, **fields: Any) -> tuple[T | None, dict[str, Any]]:
+    """Render a prompt, make the structured call, and return (value, state update of records)."""
+    messages = [SystemMessage(content=prompt.system.format(**fields)),
+                HumanMessage(content=prompt.user.format(**fields))]
+    value, call = await call_structured(endpoint, messages, schema, node=node, repairs=repairs)
+    return value, {"llm_calls": [call]}
+
+
+def timed(node: str, revision: int, started: float) -> dict[str, Any]:
+    return {"timings": [NodeTiming(node=node, revision=revision,
+                                   seconds=round(time.perf_counter() - started, 4))]}

@@ -1,0 +1,73 @@
+r"""The Retrieval-Reasoning loop as a LangGraph state machine.
+
+    START -> retrieve -> reason -> draft -> check --(all pass)--> judge -> review
+                           ^         ^        \--(any fails)-------------^    |
+                           |         +---- revise: drafting findings ---------+
+                           +-------------- revise: rationale findings --------+
+                                                   accept / reject ---------> END
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
+
+from agents.common import AgentDeps
+from agents.critic import check_consistency, decide, judge_report
+from agents.drafter import draft_report
+from agents.reasoner import reason_outcome
+from agents.retriever import retrieve_evidence
+from graph.state import ReportState
+from tools.schema import Spec
+
+
+async def _check(state: ReportState, deps: AgentDeps) -> Command:
+    update = await check_consistency(state, deps)
+    failed = any(not c.passed for c in update["checks"])
+    return Command(update=update, goto="review" if failed else "judge")
+
+
+async def _review(state: ReportState, deps: AgentDeps) -> Command:
+    nxt, update = decide(state, deps.settings.max_revisions)
+    return Command(update=update, goto=END if nxt in ("accept", "reject") else nxt)
+
+
+def build_generation_graph(deps: AgentDeps,
+                           checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+    g = StateGraph(ReportState)
+    g.add_node("retrieve", partial(retrieve_evidence, deps=deps))
+    g.add_node("reason", partial(reason_outcome, deps=deps))
+    g.add_node("draft", partial(draft_report, deps=deps))
+    g.add_node("check", partial(_check, deps=deps), destinations=("judge", "review"))
+    g.add_node("judge", partial(judge_report, deps=deps))
+    g.add_node("review", partial(_review, deps=deps), destinations=("reason", "draft", END))
+    g.add_edge(START, "retrieve")
+    g.add_edge("retrieve", "reason")
+    g.add_edge("reason", "draft")
+    g.add_edge("draft", "check")
+    g.add_edge("judge", "review")
+    return g.compile(checkpointer=checkpointer)
+
+
+def run_config(deps: AgentDeps, thread_id: str | None = None) -> dict[str, Any]:
+    # Each revision walks at most 5 nodes; the limit only guards against a wiring bug.
+    config: dict[str, Any] = {"recursion_limit": 8 + 6 * (deps.settings.max_revisions + 1)}
+    if thread_id:
+        config["configurable"] = {"thread_id": thread_id}
+    return config
+
+
+async def arun_spec(spec: Spec, deps: AgentDeps) -> ReportState:
+    """One spec through the real graph, in memory; returns the final state."""
+    graph = build_generation_graph(deps)
+    return await graph.ainvoke({"spec": spec, "revision": 0}, run_config(deps))
+
+
+def run_spec(spec: Spec, deps: AgentDeps) -> ReportState:
+    return asyncio.run(arun_spec(spec, deps))

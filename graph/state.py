@@ -1,0 +1,20 @@
+"""The graph's state is the agents' typed report state; this lists what a checkpoint may hold."""
+
+from __future__ import annotations
+
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from agents.state import NodeTiming, ReportState, Round
+from tools import llm, schema
+
+__all__ = ["ReportState", "checkpoint_serde"]
+
+_STATE_TYPES = [NodeTiming, Round, llm.LLMCall, schema.Spec, schema.Evidence, schema.Reason,
+                schema.Rationale, schema.SyntheticTrial, schema.Arm, schema.Design, schema.Outcome,
+                schema.CheckResult, schema.JudgeScores, schema.JudgeVerdict]
+
+
+def checkpoint_serde() -> JsonPlusSerializer:
+    """A serializer that restores exactly our state types and refuses any other class."""
+    return JsonPlusSerializer(
+        allowed_msgpack_modules=[(t.__module__, t.__name__) for t in _STATE_TYPES])

@@ -1,0 +1,102 @@
+"""Test doubles: scripted chat models, a fixed evidence store and encoder, report builders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import numpy as np
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from agents.common import AgentDeps
+from tools.llm import ChatEndpoint
+from tools.settings import Settings
+
+EVIDENCE = [
+    {"nctid": "NCT00000011", "phase": "phase 2", "label": 1, "diseases": ["asthma"],
+     "drugs": ["budesonide"], "text": "phase 2. Conditions: asthma. Interventions: budesonide. "
+     "Inclusion Criteria: adults aged 18 to 65 with persistent asthma and reversible airflow "
+     "obstruction on spirometry at screening visit. Exclusion Criteria: smokers."},
+    {"nctid": "NCT00000022", "phase": "phase 2", "label": 1, "diseases": ["asthma", "copd"],
+     "drugs": ["formoterol"], "text": "phase 2. Conditions: asthma, copd. Interventions: "
+     "formoterol. Inclusion Criteria: FEV1 50-80% predicted. Exclusion Criteria: pregnancy."},
+]
+
+
+class Hit:
+    def __init__(self, rec: dict, score: float):
+        self.id, self.score, self.payload = rec["nctid"], score, rec
+
+
+class FixedStore:
+    """Returns the same real-looking trials for any query (the store has its own tests)."""
+
+    def __init__(self, records=EVIDENCE):
+        self.records = records
+        self.queries: list[dict] = []
+
+    def search_diverse(self, vector, k, **filters):
+        self.queries.append(filters)
+        return [Hit(r, 0.9 - i / 10) for i, r in enumerate(self.records)
+                if r["nctid"] not in set(filters.get("exclude_ids") or [])][:k]
+
+
+class HashEncoder:
+    def encode_one(self, text: str) -> np.ndarray:
+        rng = np.random.default_rng(abs(hash(text)) % 2**32)
+        v = rng.normal(size=8).astype(np.float32)
+        return v / np.linalg.norm(v)
+
+
+def scripted(answers: Iterable[str | dict], tokens: int = 10) -> GenericFakeChatModel:
+    """A chat model that answers with these texts (dicts become JSON), in order."""
+    msgs = [AIMessage(content=a if isinstance(a, str) else json.dumps(a),
+                      usage_metadata={"input_tokens": tokens, "output_tokens": tokens,
+                                      "total_tokens": 2 * tokens}) for a in answers]
+    return GenericFakeChatModel(messages=iter(msgs))
+
+
+def rationale(ids=("NCT00000011",), condition="asthma", intervention="budesonide") -> dict:
+    return {"condition": condition, "intervention": intervention, "reasons": [
+        {"claim": "Similar inhaled corticosteroid trials met FEV1 endpoints.", "evidence_ids": list(ids)},
+        {"claim": "A reversible-obstruction population responds well.", "evidence_ids": list(ids)}]}
+
+
+def report(label=1, phase="phase 2", **changes) -> dict:
+    rec = {
+        "title": "A Randomized Study of Budesonide in Adults With Persistent Asthma",
+        "brief_summary": "This phase 2 study tests whether inhaled budesonide improves lung "
+                         "function in adults with persistent asthma.",
+        "phase": phase, "diseases": ["asthma"], "drugs": ["budesonide", "placebo"],
+        "design": {"allocation": "Randomized", "intervention_model": "Parallel Assignment",
+                   "masking": "Double", "primary_purpose": "Treatment"},
+        "arms": [{"label": "Budesonide", "type": "Experimental",
+                  "description": "Inhaled budesonide 400 mcg twice daily"},
+                 {"label": "Placebo", "type": "Placebo Comparator", "description": "Matching inhaler"}],
+        "primary_outcome": {"measure": "Change in FEV1 from baseline", "time_frame": "12 weeks"},
+        "enrollment": 180, "minimum_age_years": 18, "maximum_age_years": 70,
+        "inclusion_criteria": ["Adults aged 18 to 70 years", "Physician-diagnosed asthma"],
+        "exclusion_criteria": ["Current smokers", "Pregnancy"],
+        "outcome_summary": ("The study met its primary endpoint: FEV1 improved by 180 mL."
+                            if label == 1 else "The study did not meet its primary endpoint."),
+        "label": label,
+    }
+    rec.update(changes)
+    return rec
+
+
+def verdict(accept=True, score=4) -> dict:
+    return {"scores": {k: score for k in ("label_faithfulness", "internal_consistency",
+                                           "clinical_plausibility", "realism", "grounding")},
+            "reasons": "fine" if accept else "generic", "verdict": "accept" if accept else "revise",
+            "feedback": "" if accept else "Make the arms more specific."}
+
+
+def make_deps(generator: list, judge: list | None = None, *, judge_id="judge-model",
+              max_revisions=2, **settings) -> AgentDeps:
+    gen = ChatEndpoint(chat=scripted(generator), model_id="gen-model")
+    jud = ChatEndpoint(chat=scripted(judge or []), model_id=judge_id) if judge is not None else gen
+    s = Settings(max_revisions=max_revisions, k_evidence=2, **settings)
+    return AgentDeps(settings=s, generator=gen, judge=jud, store=FixedStore(),  # type: ignore[arg-type]
+                     encoder=HashEncoder())  # type: ignore[arg-type]

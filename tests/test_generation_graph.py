@@ -1,0 +1,97 @@
+"""The loop with scripted models: accept, revise, reject, malformed output, checks, two models."""
+
+from graph.generation import run_spec
+from tests.fakes import make_deps, rationale, report, verdict
+from tools.schema import Spec
+
+SPEC = Spec(spec_id="s1", phase="phase 2", label=1, seed=7)
+
+
+def calls(state, node):
+    return [c for c in state["llm_calls"] if c.node == node]
+
+
+def test_accept_first_time():
+    deps = make_deps([rationale(), report()], [verdict()])
+    state = run_spec(SPEC, deps)
+    assert state["status"] == "accepted" and state["revision"] == 0
+    assert state["draft"].label == 1 and all(c.passed for c in state["checks"])
+    assert [e.nctid for e in state["evidence"]] == ["NCT00000011", "NCT00000022"]
+    assert state["verdict"].accepted and state["verdict"].mean_score == 4
+    assert sum(c.input_tokens for c in state["llm_calls"]) == 30
+
+
+def test_revise_then_accept_goes_back_to_the_drafter():
+    deps = make_deps([rationale(), report(), report(title="Budesonide for Persistent Asthma")],
+                     [verdict(accept=False, score=2), verdict()])
+    state = run_spec(SPEC, deps)
+    assert state["status"] == "accepted" and state["revision"] == 1
+    assert len(calls(state, "reason")) == 1 and len(calls(state, "draft")) == 2
+    assert state["rounds"][0].verdict.verdict == "revise"
+    assert "Make the arms more specific" in state["feedback"]
+
+
+def test_reject_after_budget_keeps_reasons():
+    deps = make_deps([rationale(), report(), report()], [verdict(False, 2), verdict(False, 2)],
+                     max_revisions=1)
+    state = run_spec(SPEC, deps)
+    assert state["status"] == "rejected" and len(state["rounds"]) == 2
+    assert any("judge" in r for r in state["reject_reasons"])
+
+
+def test_malformed_json_is_repaired_not_crashed():
+    deps = make_deps([rationale(), "{not json at all", report()], [verdict()])
+    state = run_spec(SPEC, deps)
+    draft_call = calls(state, "draft")[0]
+    assert state["status"] == "accepted"
+    assert draft_call.attempts == 2 and "invalid answer" in draft_call.errors[0]
+
+
+def test_malformed_json_every_time_is_a_recorded_failure():
+    deps = make_deps([rationale(), "nope", "nope", "nope"], [], max_revisions=0)
+    state = run_spec(SPEC, deps)
+    assert state["status"] == "rejected" and state["draft"] is None
+    assert not calls(state, "draft")[0].ok
+    assert any("schema_valid" in r for r in state["reject_reasons"])
+
+
+def test_label_mismatch_in_prose_is_caught_by_checks():
+    failing = report(outcome_summary="The trial failed to meet its primary endpoint.")
+    deps = make_deps([rationale(), failing, report()], [verdict()])
+    state = run_spec(SPEC, deps)
+    first = state["rounds"][0]
+    assert [c.name for c in first.failed_checks] == ["label_matches"]
+    assert first.verdict is None  # the judge is not paid for a report the checks refuse
+    assert state["status"] == "accepted" and state["revision"] == 1
+
+
+def test_copied_nct_id_is_caught_by_privacy_check():
+    leaky = report(brief_summary="Like NCT00000011, this phase 2 study tests budesonide in asthma.")
+    deps = make_deps([rationale(), leaky, leaky], [], max_revisions=1)
+    state = run_spec(SPEC, deps)
+    assert state["status"] == "rejected"
+    assert all(any(c.name == "no_nct_id" for c in r.failed_checks) for r in state["rounds"])
+
+
+def test_invented_evidence_id_is_refused_and_repaired():
+    deps = make_deps([rationale(ids=["NCT99999999"]), rationale(), report()], [verdict()])
+    state = run_spec(SPEC, deps)
+    reason = calls(state, "reason")[0]
+    assert state["status"] == "accepted" and reason.attempts == 2
+    assert "NCT99999999" in reason.errors[0] or "evidence_ids" in reason.errors[0]
+
+
+def test_unusable_rationale_goes_back_to_the_reasoner():
+    deps = make_deps(["x", "x", "x", report(), rationale(), report()], [verdict()])
+    state = run_spec(SPEC, deps)
+    assert state["status"] == "accepted" and state["revision"] == 1
+    assert len(calls(state, "reason")) == 2 and not calls(state, "reason")[0].ok
+    assert "rationale_valid" in [c.name for c in state["rounds"][0].failed_checks]
+
+
+def test_judge_and_generator_are_different_models():
+    deps = make_deps([rationale(), report()], [verdict()], judge_id="other-judge")
+    state = run_spec(SPEC, deps)
+    models = {c.node: c.model for c in state["llm_calls"]}
+    assert models == {"reason": "gen-model", "draft": "gen-model", "judge": "other-judge"}
+    assert state["verdict"].judge_model == "other-judge"

@@ -1,0 +1,215 @@
+"""Deterministic consistency checks, run before the (expensive) LLM judge.
+
+Each check is a small function `CheckInput -> CheckResult`, registered in `CHECKS`; adding a
+check is one function plus one line. `target` says who should fix a failure (reasoner/drafter).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tools.schema import CheckResult, Evidence, Rationale, Spec, SyntheticTrial
+from tools.trials import NCT_ID
+
+_PHASE_WORDS = {"1": "1", "i": "1", "2": "2", "ii": "2", "3": "3", "iii": "3", "4": "4", "iv": "4"}
+_PHASE_MENTION = re.compile(r"\bphase\s*(iv|iii|ii|i|[1-4])\b", re.IGNORECASE)
+_AGE = re.compile(r"(?:age[ds]?|years? of age|years old)\D{0,25}?(\d{1,3})|(\d{1,3})\s*(?:years?|yrs?)"
+                  r"(?: of age| old|\s+or older|\s+and older)", re.IGNORECASE)
+# Phrases that state the opposite outcome: a success report must not read as a failure.
+_FAILURE_WORDS = re.compile(
+    r"\b(fail(?:ed|s|ure)? to (?:meet|demonstrate|show|achieve)|did not (?:meet|achieve|demonstrate"
+    r"|show)|was (?:terminated|stopped|halted) early|futility|not met)\b", re.IGNORECASE)
+_SUCCESS_WORDS = re.compile(
+    r"\b(met (?:its|the) primary (?:end ?point|outcome)|primary (?:end ?point|outcome) was met"
+    r"|successfully (?:met|achieved|demonstrated))\b", re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass
+class CheckInput:
+    spec: Spec
+    evidence: list[Evidence]
+    rationale: Rationale | None
+    draft: SyntheticTrial | None
+    draft_error: str = ""
+    rationale_error: str = ""
+    copy_ngram: int = 12
+    copy_max_overlap: float = 0.2
+    chosen: dict[str, str] = field(default_factory=dict)
+
+
+def _ok(name: str, target: str = "drafter") -> CheckResult:
+    return CheckResult(name=name, passed=True, target=target)  # type: ignore[arg-type]
+
+
+def _fail(name: str, message: str, target: str = "drafter") -> CheckResult:
+    return CheckResult(name=name, passed=False, message=message, target=target)  # type: ignore[arg-type]
+
+
+def _tokens(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _mentions(haystack: str, needle: str) -> bool:
+    """True if the text names the term: the whole phrase, or most of its distinctive words."""
+    h, n = haystack.lower(), needle.lower().strip()
+    if n and n in h:
+        return True
+    words = [w for w in _tokens(n) if len(w) > 3]
+    return bool(words) and sum(w in h for w in words) >= max(1, (len(words) + 1) // 2)
+
+
+def check_rationale_valid(x: CheckInput) -> CheckResult:
+    if x.rationale is None:
+        return _fail("rationale_valid", f"no usable rationale: {x.rationale_error or 'missing'}",
+                     "reasoner")
+    return _ok("rationale_valid", "reasoner")
+
+
+def check_rationale_cites_evidence(x: CheckInput) -> CheckResult:
+    if x.rationale is None:
+        return _fail("rationale_cites_evidence", "no rationale to check", "reasoner")
+    known = {e.nctid for e in x.evidence}
+    cited = {i.strip().upper() for r in x.rationale.reasons for i in r.evidence_ids}
+    unknown = sorted(cited - known)
+    if unknown:
+        return _fail("rationale_cites_evidence",
+                     f"cites ids that were not retrieved: {', '.join(unknown)}", "reasoner")
+    if not cited:
+        return _fail("rationale_cites_evidence", "cites no evidence", "reasoner")
+    return _ok("rationale_cites_evidence", "reasoner")
+
+
+def check_schema_valid(x: CheckInput) -> CheckResult:
+    if x.draft is None:
+        return _fail("schema_valid", f"no valid report: {x.draft_error or 'missing'}")
+    return _ok("schema_valid")
+
+
+def check_label_matches(x: CheckInput) -> CheckResult:
+    d = x.draft
+    if d is None:
+        return _fail("label_matches", "no report")
+    if d.label != x.spec.label:
+        return _fail("label_matches", f"label is {d.label}, requested {x.spec.label}")
+    opposite = _FAILURE_WORDS if d.label == 1 else _SUCCESS_WORDS
+    text = f"{d.title}\n{d.brief_summary}\n{d.outcome_summary}"
+    if m := opposite.search(text):
+        want = "success" if d.label == 1 else "failure"
+        return _fail("label_matches", f"the report is a {want} but says '{m.group(0)}'")
+    return _ok("label_matches")
+
+
+def check_phase_consistent(x: CheckInput) -> CheckResult:
+    d = x.draft
+    if d is None:
+        return _fail("phase_consistent", "no report")
+    if d.phase != x.spec.phase:
+        return _fail("phase_consistent", f"phase is {d.phase}, requested {x.spec.phase}")
+    allowed = set(re.findall(r"[1-4]", x.spec.phase))
+    for m in _PHASE_MENTION.finditer(f"{d.title}\n{d.brief_summary}\n{d.outcome_summary}"):
+        if _PHASE_WORDS[m.group(1).lower()] not in allowed:
+            return _fail("phase_consistent", f"text says '{m.group(0)}' in a {x.spec.phase} trial")
+    return _ok("phase_consistent")
+
+
+def _check_named(x: CheckInput, name: str, term: str | None, listed: list[str],
+                 where: str) -> CheckResult:
+    if x.draft is None:
+        return _fail(name, "no report")
+    if not term:
+        return _ok(name)
+    if not any(_mentions(item, term) or _mentions(term, item) for item in listed):
+        return _fail(name, f"'{term}' is not among the report's listed items {listed}")
+    if not _mentions(where, term):
+        return _fail(name, f"'{term}' is listed but never named in the title, summary or arms")
+    return _ok(name)
+
+
+def check_condition_consistent(x: CheckInput) -> CheckResult:
+    d = x.draft
+    term = x.chosen.get("condition")
+    where = f"{d.title}\n{d.brief_summary}" if d else ""
+    return _check_named(x, "condition_consistent", term, d.diseases if d else [], where)
+
+
+def check_intervention_consistent(x: CheckInput) -> CheckResult:
+    d = x.draft
+    term = x.chosen.get("intervention")
+    where = (f"{d.title}\n{d.brief_summary}\n" + "\n".join(a.description for a in d.arms)) if d else ""
+    return _check_named(x, "intervention_consistent", term, d.drugs if d else [], where)
+
+
+def check_eligibility_wellformed(x: CheckInput) -> CheckResult:
+    d = x.draft
+    if d is None:
+        return _fail("eligibility_wellformed", "no report")
+    inc = [c for c in d.inclusion_criteria if c.strip()]
+    exc = [c for c in d.exclusion_criteria if c.strip()]
+    if not inc or not exc:
+        return _fail("eligibility_wellformed", "needs both inclusion and exclusion criteria")
+    both = {c.strip().lower() for c in inc} & {c.strip().lower() for c in exc}
+    if both:
+        return _fail("eligibility_wellformed", f"criterion both included and excluded: {both.pop()}")
+    lo, hi = d.minimum_age_years, d.maximum_age_years
+    if hi is not None and lo > hi:
+        return _fail("eligibility_wellformed", f"minimum age {lo} > maximum age {hi}")
+    for c in inc:
+        for m in _AGE.finditer(c):
+            age = int(m.group(1) or m.group(2))
+            if age > 120 or age < lo or (hi is not None and age > hi):
+                return _fail("eligibility_wellformed",
+                             f"criterion '{c[:80]}' names age {age}, outside {lo}-{hi or 'no limit'}")
+    return _ok("eligibility_wellformed")
+
+
+def check_no_nct_id(x: CheckInput) -> CheckResult:
+    if x.draft is None:
+        return _fail("no_nct_id", "no report")
+    found = sorted(set(NCT_ID.findall(x.draft.model_dump_json())))
+    if found:
+        return _fail("no_nct_id", f"the report names trial id(s) {', '.join(found)}; a synthetic "
+                     "trial must carry none")
+    return _ok("no_nct_id")
+
+
+def ngram_overlap(text: str, source: str, n: int) -> float:
+    """Share of the text's word n-grams that occur verbatim in the source."""
+    t, s = _tokens(text), _tokens(source)
+    grams = {tuple(t[i:i + n]) for i in range(len(t) - n + 1)}
+    if not grams:
+        return 0.0
+    src = {tuple(s[i:i + n]) for i in range(len(s) - n + 1)}
+    return len(grams & src) / len(grams)
+
+
+def check_no_verbatim_copy(x: CheckInput) -> CheckResult:
+    if x.draft is None:
+        return _fail("no_verbatim_copy", "no report")
+    prose = x.draft.prose()
+    for e in x.evidence:
+        share = ngram_overlap(prose, e.text, x.copy_ngram)
+        if share > x.copy_max_overlap:
+            return _fail("no_verbatim_copy", f"{share:.0%} of the report's {x.copy_ngram}-word "
+                         f"sequences are copied from one retrieved trial; rewrite in new words")
+    return _ok("no_verbatim_copy")
+
+
+CHECKS: list[Callable[[CheckInput], CheckResult]] = [
+    check_rationale_valid,
+    check_rationale_cites_evidence,
+    check_schema_valid,
+    check_label_matches,
+    check_phase_consistent,
+    check_condition_consistent,
+    check_intervention_consistent,
+    check_eligibility_wellformed,
+    check_no_nct_id,
+    check_no_verbatim_copy,
+]
+
+
+def run_checks(x: CheckInput) -> list[CheckResult]:
+    return [check(x) for check in CHECKS]

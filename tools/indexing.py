@@ -1,0 +1,55 @@
+"""Embed real trials into the vector store, idempotently (unchanged trials are skipped)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+
+from pydantic import BaseModel
+
+from tools.encoder import Encoder
+from tools.store import VectorStore
+from tools.trials import Trial
+
+
+class IndexStats(BaseModel):
+    trials: int
+    indexed: int
+    skipped: int
+    encode_seconds: float
+    store_seconds: float
+    wall_seconds: float
+
+
+def trial_payload(trial: Trial) -> dict:
+    """Label-blind text plus filterable fields; status/why_stop are never stored."""
+    text = trial.text()
+    return {
+        "nctid": trial.nctid, "phase": trial.phase, "label": trial.label,
+        "diseases": trial.diseases, "drugs": list(dict.fromkeys(trial.drugs)), "text": text,
+        "content_hash": hashlib.sha256(text.encode()).hexdigest()[:16],
+    }
+
+
+def index_trials(trials: Sequence[Trial], encoder: Encoder, store: VectorStore,
+                 batch_size: int = 64,
+                 on_batch: Callable[[int], None] | None = None) -> IndexStats:
+    t0 = time.perf_counter()
+    store.ensure_collection(encoder.dim)
+    payloads = [trial_payload(t) for t in trials]
+    have = store.content_hashes([p["nctid"] for p in payloads])
+    todo = [p for p in payloads if have.get(p["nctid"]) != p["content_hash"]]
+    enc0, store_s = encoder.encode_seconds, 0.0
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i:i + batch_size]
+        vectors = encoder.encode([p["text"] for p in chunk])
+        s0 = time.perf_counter()
+        store.upsert([p["nctid"] for p in chunk], vectors, chunk)
+        store_s += time.perf_counter() - s0
+        if on_batch:
+            on_batch(len(chunk))
+    return IndexStats(trials=len(trials), indexed=len(todo), skipped=len(trials) - len(todo),
+                      encode_seconds=round(encoder.encode_seconds - enc0, 3),
+                      store_seconds=round(store_s, 3),
+                      wall_seconds=round(time.perf_counter() - t0, 3))

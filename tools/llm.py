@@ -1,0 +1,149 @@
+"""The one way to call an LLM: factory for chat models, and a structured call that validates.
+
+LLM output is untrusted input: `call_structured` parses, validates against a pydantic model, asks
+the model to repair a bad answer a bounded number of times, and returns the failure as data
+(`LLMCall.ok = False`) instead of raising, so one bad answer never crashes a batch.
+Transport faults (429 with Retry-After, 5xx, timeouts, dropped connections) are retried with
+exponential backoff and jitter by the OpenAI client underneath (`max_retries`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from pydantic import BaseModel, Field, ValidationError
+
+from tools.settings import Settings
+
+T = TypeVar("T", bound=BaseModel)
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+
+
+class LLMCall(BaseModel):
+    """Provenance of one structured call (all its attempts)."""
+
+    node: str
+    model: str
+    ok: bool
+    attempts: int
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    errors: list[str] = Field(default_factory=list)
+
+
+@dataclass
+class ChatEndpoint:
+    """A chat model plus what we know about where it runs."""
+
+    chat: BaseChatModel
+    model_id: str
+    structured: str = "json_schema"  # or "json_object" / "none" for endpoints without schemas
+    max_concurrency: int = 0  # 0 = unbounded; a per-endpoint limit protects small servers
+    _gate: asyncio.Semaphore | None = field(default=None, repr=False)
+
+    def gate(self) -> asyncio.Semaphore | None:
+        if self.max_concurrency and self._gate is None:
+            self._gate = asyncio.Semaphore(self.max_concurrency)
+        return self._gate
+
+
+def chat_endpoint(settings: Settings, *, base_url: str, model: str, api_key: str,
+                  max_concurrency: int = 0, temperature: float | None = None) -> ChatEndpoint:
+    """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server) through one client."""
+    from langchain_core.rate_limiters import InMemoryRateLimiter
+    from langchain_openai import ChatOpenAI
+
+    limiter = None
+    if settings.llm_requests_per_minute:
+        limiter = InMemoryRateLimiter(requests_per_second=settings.llm_requests_per_minute / 60,
+                                      check_every_n_seconds=0.05, max_bucket_size=1)
+    chat = ChatOpenAI(
+        base_url=base_url, api_key=api_key, model=model,
+        temperature=settings.llm_temperature if temperature is None else temperature,
+        max_tokens=settings.llm_max_tokens, timeout=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries, rate_limiter=limiter,
+        stream_usage=True,
+    )
+    return ChatEndpoint(chat=chat, model_id=model, max_concurrency=max_concurrency)
+
+
+def response_format(schema: type[BaseModel], mode: str) -> dict[str, Any] | None:
+    if mode == "json_schema":
+        return {"type": "json_schema", "json_schema": {
+            "name": schema.__name__, "schema": schema.model_json_schema(), "strict": False}}
+    if mode == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+def parse_json_object(text: str) -> Any:
+    """The JSON object in a model's answer, tolerating code fences and chatter around it."""
+    text = _FENCE.sub("", text.strip())
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        raise ValueError("no JSON object in the answer")
+    return json.loads(text[start:end + 1])
+
+
+def _content(msg: BaseMessage) -> str:
+    if isinstance(msg.content, str):
+        return msg.content
+    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in msg.content)
+
+
+def _short(err: Exception) -> str:
+    if isinstance(err, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}"
+                         for e in err.errors()[:5])
+    return f"{type(err).__name__}: {err}"[:300]
+
+
+async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
+                          schema: type[T], *, node: str, repairs: int = 2) -> tuple[T | None, LLMCall]:
+    """Ask for a `schema` object; repair invalid answers up to `repairs` times; never raise.
+
+    Transport errors that survive the client's own retries end the call as a recorded failure.
+    """
+    fmt = response_format(schema, endpoint.structured)
+    model = endpoint.chat.bind(response_format=fmt) if fmt else endpoint.chat
+    record = LLMCall(node=node, model=endpoint.model_id, ok=False, attempts=0)
+    convo = list(messages)
+    t0 = time.perf_counter()
+    for _ in range(repairs + 1):
+        record.attempts += 1
+        try:
+            gate = endpoint.gate()
+            if gate is None:
+                answer = await model.ainvoke(convo)
+            else:
+                async with gate:
+                    answer = await model.ainvoke(convo)
+        except Exception as err:  # noqa: BLE001 - any transport failure is recorded, not raised
+            record.errors.append(f"transport: {_short(err)}")
+            break
+        usage = getattr(answer, "usage_metadata", None) or {}
+        record.input_tokens += int(usage.get("input_tokens", 0))
+        record.output_tokens += int(usage.get("output_tokens", 0))
+        text = _content(answer)
+        try:
+            value = schema.model_validate(parse_json_object(text))
+        except (ValueError, ValidationError) as err:
+            problem = _short(err)
+            record.errors.append(f"invalid answer: {problem}")
+            convo += [AIMessage(content=text[:4000]),
+                      HumanMessage(content=f"That answer is invalid ({problem}). Reply with only "
+                                   "the corrected JSON object, following the schema.")]
+            continue
+        record.ok = True
+        record.latency_s = round(time.perf_counter() - t0, 3)
+        return value, record
+    record.latency_s = round(time.perf_counter() - t0, 3)
+    return None, record
