@@ -1,0 +1,185 @@
+"""Batch generation: bounded async fan-out of one graph run per spec, resumable.
+
+Resume has two layers: the idempotent writer (ids already in reports/rejected are done) and
+LangGraph SQLite checkpoints (a spec interrupted mid-loop continues from its last finished node).
+A run directory is bound to a fingerprint of specs, models, prompts and parameters: resuming
+with a different configuration is refused rather than silently mixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from agents.common import AgentDeps, prompt_hashes
+from agents.provenance import build_record
+from graph.generation import build_generation_graph, run_config
+from graph.state import checkpoint_serde
+from tools.schema import Spec
+from tools.writer import JsonlWriter, jsonl_to_parquet, read_jsonl, write_json_atomic
+
+GENERATION_SETTINGS = ("k_evidence", "max_revisions", "parse_retries", "judge_threshold",
+                       "copy_ngram", "copy_max_overlap", "llm_temperature", "llm_max_tokens",
+                       "encoder", "collection")
+
+
+class BatchError(RuntimeError):
+    pass
+
+
+@dataclass
+class Progress:
+    planned: int
+    done_before: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    errors: int = 0
+    revisions: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def finished(self) -> int:
+        return self.accepted + self.rejected
+
+    def add(self, record: dict[str, Any]) -> None:
+        prov = record["provenance"]
+        if record["status"] == "accepted":
+            self.accepted += 1
+        else:
+            self.rejected += 1
+        self.errors += any(r.startswith("error:") for r in record["reject_reasons"])
+        self.revisions += prov["revisions"]
+        self.input_tokens += prov["tokens"]["input"]
+        self.output_tokens += prov["tokens"]["output"]
+
+
+def fingerprint(specs: list[Spec], deps: AgentDeps) -> str:
+    s = deps.settings
+    payload = {
+        "specs": [sp.model_dump() for sp in specs],
+        "generator": deps.generator.model_id, "judge": deps.judge.model_id, "rubric": deps.rubric,
+        "prompts": prompt_hashes(), "settings": {k: str(getattr(s, k)) for k in GENERATION_SETTINGS},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("trialwright", "langgraph", "langchain-core", "langchain-openai", "qdrant-edge-py",
+                "qdrant-client", "transformers", "torch", "xllamacpp"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _check_run_dir(out: Path, fp: str) -> dict[str, Any] | None:
+    run_file = out / "run.json"
+    if not run_file.exists():
+        return None
+    try:
+        previous = json.loads(run_file.read_text())
+    except json.JSONDecodeError as err:
+        raise BatchError(f"{run_file}: not valid JSON ({err}); move it away to start over") from None
+    if previous.get("fingerprint") != fp:
+        raise BatchError(f"{out} holds a run with a different configuration (specs, models, "
+                         "prompts or parameters changed); resume needs the same command, "
+                         "or pass a new --out")
+    return previous
+
+
+async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrency: int = 4,
+                    report_timeout_s: float | None = None,
+                    on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+    """Generate every spec not already written in `out`; returns the run summary (run.json)."""
+    out.mkdir(parents=True, exist_ok=True)
+    fp = fingerprint(specs, deps)
+    previous = _check_run_dir(out, fp)
+    accepted_w = JsonlWriter(out / "reports.jsonl")
+    rejected_w = JsonlWriter(out / "rejected.jsonl")
+    done = accepted_w.ids | rejected_w.ids
+    pending = [s for s in specs if s.spec_id not in done]
+    progress = Progress(planned=len(specs), done_before=len(done))
+    summary: dict[str, Any] = {
+        "fingerprint": fp, "status": "running", "planned": len(specs),
+        "started_at": (previous or {}).get("started_at") or datetime.now(UTC).isoformat(),
+        "sessions": (previous or {}).get("sessions", 0) + 1,
+        "settings": deps.settings.masked(), "generator_model": deps.generator.model_id,
+        "judge_model": deps.judge.model_id, "prompts_sha256": prompt_hashes(),
+        "versions": _versions(), "concurrency": concurrency,
+    }
+    write_json_atomic(out / "run.json", summary)
+    gate = asyncio.Semaphore(concurrency)
+    t0 = time.perf_counter()
+
+    async with aiosqlite.connect(out / "checkpoints.sqlite") as conn:
+        saver = AsyncSqliteSaver(conn, serde=checkpoint_serde())
+        graph = build_generation_graph(deps, saver)
+
+        async def one(spec: Spec) -> None:
+            config = run_config(deps, thread_id=f"{spec.spec_id}:{fp[:16]}")
+            error = None
+            async with gate:
+                snapshot = await graph.aget_state(config)
+                values = snapshot.values or {}
+                try:
+                    if values.get("status") in ("accepted", "rejected") and not snapshot.next:
+                        state = values  # finished before a crash, never written
+                    else:
+                        start = None if snapshot.next else {"spec": spec, "revision": 0}
+                        state = await asyncio.wait_for(graph.ainvoke(start, config),
+                                                       report_timeout_s)
+                except Exception as err:  # noqa: BLE001 - one bad report must not end the batch
+                    error = (f"timed out after {report_timeout_s}s"
+                             if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}")
+                    state = (await graph.aget_state(config)).values or {"spec": spec}
+                    state.setdefault("spec", spec)
+            record = build_record(state, deps, error)
+            (accepted_w if record["status"] == "accepted" else rejected_w).write(record)
+            await saver.adelete_thread(config["configurable"]["thread_id"])
+            progress.add(record)
+            if on_progress:
+                on_progress(progress)
+
+        if on_progress:
+            on_progress(progress)
+        await asyncio.gather(*(one(s) for s in pending))
+
+    counts = _count(out)
+    summary.update(
+        status="finished", finished_at=datetime.now(UTC).isoformat(), **counts,
+        this_session={"generated": progress.finished, "wall_s": round(time.perf_counter() - t0, 2),
+                      "errors": progress.errors, "revisions": progress.revisions,
+                      "input_tokens": progress.input_tokens,
+                      "output_tokens": progress.output_tokens})
+    for name in ("reports", "rejected"):
+        jsonl_to_parquet(out / f"{name}.jsonl", out / f"{name}.parquet")
+    write_json_atomic(out / "run.json", summary)
+    return summary
+
+
+def _count(out: Path) -> dict[str, Any]:
+    acc = list(read_jsonl(out / "reports.jsonl"))
+    rej = list(read_jsonl(out / "rejected.jsonl"))
+    everything = acc + rej
+    tokens_in = sum(r["provenance"]["tokens"]["input"] for r in everything)
+    tokens_out = sum(r["provenance"]["tokens"]["output"] for r in everything)
+    return {"accepted": len(acc), "rejected": len(rej),
+            "accept_rate": round(len(acc) / len(everything), 4) if everything else None,
+            "tokens": {"input": tokens_in, "output": tokens_out},
+            "revisions": sum(r["provenance"]["revisions"] for r in everything)}

@@ -1,0 +1,99 @@
+"""Batch generation: files, provenance, idempotent resume, refusal to mix runs, kill -9 resume."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from graph.batch import BatchError, run_batch
+from tests.batch_worker import deps, specs
+from tools.fake_llm import FakeSchemaChat
+from tools.llm import ChatEndpoint
+from tools.writer import JsonlWriter, read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ids(path: Path) -> list[str]:
+    return [r["id"] for r in read_jsonl(path)]
+
+
+def test_batch_writes_reports_with_provenance(tmp_path):
+    summary = asyncio.run(run_batch(specs(6), deps(0.0), tmp_path, concurrency=3))
+    assert summary["accepted"] == 6 and summary["rejected"] == 0
+    recs = list(read_jsonl(tmp_path / "reports.jsonl"))
+    assert sorted(r["id"] for r in recs) == [f"r{i:03d}" for i in range(6)]
+    prov = recs[0]["provenance"]
+    assert prov["generator_model"] == "fake" and prov["evidence"][0]["nctid"].startswith("NCT")
+    assert set(prov["prompts_sha256"]) >= {"drafter.system.md", "critic_rubric.md"}
+    assert prov["tokens"]["output"] == 150 and prov["seed"] == recs[0]["provenance"]["spec"]["seed"]
+    assert {r["label"] for r in recs} == {0, 1}
+    assert all(r["report"]["label"] == r["label"] for r in recs)
+    assert "Inclusion Criteria:" in recs[0]["report"]["criteria"]
+    assert (tmp_path / "reports.parquet").exists()
+    assert json.loads((tmp_path / "run.json").read_text())["status"] == "finished"
+
+
+def test_rerun_is_idempotent_and_changed_config_is_refused(tmp_path):
+    asyncio.run(run_batch(specs(4), deps(0.0), tmp_path))
+    before = (tmp_path / "reports.jsonl").read_bytes()
+    summary = asyncio.run(run_batch(specs(4), deps(0.0), tmp_path))
+    assert (tmp_path / "reports.jsonl").read_bytes() == before
+    assert summary["this_session"]["generated"] == 0 and summary["sessions"] == 2
+    with pytest.raises(BatchError, match="different configuration"):
+        asyncio.run(run_batch(specs(5), deps(0.0), tmp_path))
+    assert (tmp_path / "reports.jsonl").read_bytes() == before
+
+
+def test_torn_last_line_is_repaired_and_regenerated(tmp_path):
+    asyncio.run(run_batch(specs(3), deps(0.0), tmp_path))
+    path = tmp_path / "reports.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2]) + lines[2][:40])  # a crash mid-write
+    summary = asyncio.run(run_batch(specs(3), deps(0.0), tmp_path))
+    assert sorted(ids(path)) == ["r000", "r001", "r002"] and summary["accepted"] == 3
+
+
+def test_writer_skips_duplicates(tmp_path):
+    w = JsonlWriter(tmp_path / "x.jsonl")
+    assert w.write({"id": "a"}) and not w.write({"id": "a"})
+    assert JsonlWriter(tmp_path / "x.jsonl").ids == {"a"}
+
+
+class DownChat(FakeSchemaChat):
+    async def _agenerate(self, *args, **kwargs):
+        raise ConnectionError("endpoint down")
+
+
+def test_failing_model_is_recorded_not_fatal(tmp_path):
+    d = deps(0.0)
+    d.judge = ChatEndpoint(chat=DownChat(), model_id="broken-judge")
+    summary = asyncio.run(run_batch(specs(2), d, tmp_path))
+    rej = list(read_jsonl(tmp_path / "rejected.jsonl"))
+    assert summary["rejected"] == 2 and summary["accepted"] == 0
+    assert any("judge" in reason for reason in rej[0]["reject_reasons"])
+    assert "transport" in rej[0]["provenance"]["llm_calls"][-1]["errors"][0]
+
+
+def test_kill_9_mid_batch_then_resume_loses_and_duplicates_nothing(tmp_path):
+    n = 12
+    cmd = [sys.executable, "-m", "tests.batch_worker", str(tmp_path), str(n), "0.15"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(ids(tmp_path / "reports.jsonl")) < 3:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = ids(tmp_path / "reports.jsonl")
+    assert 3 <= len(written) < n, "the kill must land mid-batch"
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, timeout=120)
+    final = ids(tmp_path / "reports.jsonl") + ids(tmp_path / "rejected.jsonl")
+    assert sorted(final) == [f"r{i:03d}" for i in range(n)]  # none lost, none duplicated
+    assert json.loads((tmp_path / "run.json").read_text())["sessions"] == 2
