@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from agents.state import NodeTiming
 from tools.encoder import Encoder
 from tools.llm import ChatEndpoint, call_structured
-from tools.schema import LABEL_WORD, Evidence, Spec
+from tools.schema import LABEL_WORD, Allowed, Evidence, Spec
 from tools.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,16 +51,17 @@ class Prompt:
 
 
 @cache
+def prompt_hashes() -> dict[str, str]:
+    """sha256 of every prompt file, for provenance and resume fingerprints (read once)."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(PROMPTS.glob("*.md"))}
+
+
+@cache
 def load_prompt(name: str) -> Prompt:
     """`<name>.system.md` and `<name>.user.md` beside the agents."""
     return Prompt(name, (PROMPTS / f"{name}.system.md").read_text(),
                   (PROMPTS / f"{name}.user.md").read_text())
-
-
-def prompt_hashes() -> dict[str, str]:
-    """sha256 of every prompt file, for provenance and resume fingerprints."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(PROMPTS.glob("*.md"))}
 
 
 def describe_target(spec: Spec) -> str:
@@ -78,11 +79,13 @@ def feedback_block(feedback: str) -> str:
 
 
 async def ask(endpoint: ChatEndpoint, prompt: Prompt, schema: type[T], *, node: str,
-              repairs: int, **fields: Any) -> tuple[T | None, dict[str, Any]]:
+              repairs: int, allowed: Allowed | None = None,
+              **fields: Any) -> tuple[T | None, dict[str, Any]]:
     """Render a prompt, make the structured call, and return (value, state update of records)."""
     messages = [SystemMessage(content=prompt.system.format(**fields)),
                 HumanMessage(content=prompt.user.format(**fields))]
-    value, call = await call_structured(endpoint, messages, schema, node=node, repairs=repairs)
+    value, call = await call_structured(endpoint, messages, schema, node=node, repairs=repairs,
+                                        allowed=allowed)
     return value, {"llm_calls": [call]}
 
 

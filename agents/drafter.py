@@ -8,7 +8,7 @@ from typing import Any
 
 from agents.common import AgentDeps, ask, describe_target, feedback_block, load_prompt, render_evidence, timed
 from agents.state import ReportState
-from tools.schema import Evidence, Rationale, Spec, SyntheticTrial, draft_model_for
+from tools.schema import Evidence, Rationale, Spec, SyntheticTrial
 
 
 def chosen_topic(spec: Spec, rationale: Rationale | None, evidence: list[Evidence]) -> dict[str, str]:
@@ -30,17 +30,16 @@ async def draft_report(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
     spec, evidence, revision = state["spec"], state["evidence"], state.get("revision", 0)
     rationale = state.get("rationale")
     topic = chosen_topic(spec, rationale, evidence)
-    schema = draft_model_for(
-        spec,
-        _options(topic["condition"], [d for e in evidence for d in e.diseases]),
-        _options(topic["intervention"], [d for e in evidence for d in e.drugs], ("placebo",)))
+    allowed = {"phase": [spec.phase], "label": [spec.label],
+               "diseases": _options(topic["condition"], [d for e in evidence for d in e.diseases]),
+               "drugs": _options(topic["intervention"], [d for e in evidence for d in e.drugs],
+                                 ("placebo",))}
     reasons = "\n".join(f"- {r.claim}" for r in rationale.reasons) if rationale else "- (none)"
     value, update = await ask(
-        deps.generator, load_prompt("drafter"), schema, node="draft",
+        deps.generator, load_prompt("drafter"), SyntheticTrial, node="draft", allowed=allowed,
         repairs=deps.settings.parse_retries, target=describe_target(spec), reasons=reasons,
         evidence=render_evidence(evidence, 450), feedback=feedback_block(state.get("feedback", "")),
         **topic)
     call = update["llm_calls"][0]
-    draft = SyntheticTrial.model_validate(value.model_dump()) if value is not None else None
-    return {"draft": draft, "draft_error": "; ".join(call.errors[-1:]),
+    return {"draft": value, "draft_error": "; ".join(call.errors[-1:]),
             **update, **timed("draft", revision, t0)}

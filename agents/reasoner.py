@@ -8,7 +8,7 @@ from typing import Any
 
 from agents.common import AgentDeps, ask, describe_target, feedback_block, load_prompt, render_evidence, timed
 from agents.state import ReportState
-from tools.schema import Rationale, Spec, rationale_model_for
+from tools.schema import Evidence, Rationale, Spec
 
 OUTCOME_VERB = {1: "succeed (meet its primary endpoint)", 0: "fail (miss its primary endpoint or stop early)"}
 
@@ -19,17 +19,25 @@ def topic_line(spec: Spec) -> str:
     return " ".join(p for p in parts if p) or "Condition and intervention: choose from the evidence."
 
 
+def allowed_choices(spec: Spec, evidence: list[Evidence], limit: int = 12) -> dict[str, list[str]]:
+    """Cited ids must be retrieved ids; the topic is the spec's, or one the evidence offers."""
+    def options(given: str | None, pool: list[str]) -> list[str]:
+        return [given] if given else list(dict.fromkeys(x for x in pool if x))[:limit] or ["unspecified"]
+
+    return {"evidence_ids": [e.nctid for e in evidence] or ["none"],
+            "condition": options(spec.condition, [d for e in evidence for d in e.diseases]),
+            "intervention": options(spec.intervention, [d for e in evidence for d in e.drugs])}
+
+
 async def reason_outcome(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
     t0 = time.perf_counter()
     spec, evidence, revision = state["spec"], state["evidence"], state.get("revision", 0)
-    schema = rationale_model_for(spec, evidence)
     value, update = await ask(
-        deps.generator, load_prompt("reasoner"), schema, node="reason",
+        deps.generator, load_prompt("reasoner"), Rationale, node="reason",
+        allowed=allowed_choices(spec, evidence),
         repairs=deps.settings.parse_retries, target=describe_target(spec), topic=topic_line(spec),
         evidence=render_evidence(evidence), feedback=feedback_block(state.get("feedback", "")),
         outcome_verb=OUTCOME_VERB[spec.label])
     call = update["llm_calls"][0]
-    # Stored as the plain class: a per-spec model class could not be restored from a checkpoint.
-    rationale = Rationale.model_validate(value.model_dump()) if value is not None else None
-    return {"rationale": rationale, "rationale_error": "; ".join(call.errors[-1:]),
+    return {"rationale": value, "rationale_error": "; ".join(call.errors[-1:]),
             **update, **timed("reason", revision, t0)}

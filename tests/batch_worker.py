@@ -6,8 +6,7 @@ from pathlib import Path
 
 from agents.common import AgentDeps
 from graph.batch import run_batch
-from tests.fakes import FixedStore, HashEncoder
-from tools.fake_llm import FakeSchemaChat
+from tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
 from tools.llm import ChatEndpoint
 from tools.schema import Spec
 from tools.settings import Settings

@@ -5,48 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-import numpy as np
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from agents.common import AgentDeps
+from tools.fakes import FIXED_TRIALS, FixedStore, HashEncoder
 from tools.llm import ChatEndpoint
 from tools.settings import Settings
 
-EVIDENCE = [
-    {"nctid": "NCT00000011", "phase": "phase 2", "label": 1, "diseases": ["asthma"],
-     "drugs": ["budesonide"], "text": "phase 2. Conditions: asthma. Interventions: budesonide. "
-     "Inclusion Criteria: adults aged 18 to 65 with persistent asthma and reversible airflow "
-     "obstruction on spirometry at screening visit. Exclusion Criteria: smokers."},
-    {"nctid": "NCT00000022", "phase": "phase 2", "label": 1, "diseases": ["asthma", "copd"],
-     "drugs": ["formoterol"], "text": "phase 2. Conditions: asthma, copd. Interventions: "
-     "formoterol. Inclusion Criteria: FEV1 50-80% predicted. Exclusion Criteria: pregnancy."},
-]
-
-
-class Hit:
-    def __init__(self, rec: dict, score: float):
-        self.id, self.score, self.payload = rec["nctid"], score, rec
-
-
-class FixedStore:
-    """Returns the same real-looking trials for any query (the store has its own tests)."""
-
-    def __init__(self, records=EVIDENCE):
-        self.records = records
-        self.queries: list[dict] = []
-
-    def search_diverse(self, vector, k, **filters):
-        self.queries.append(filters)
-        return [Hit(r, 0.9 - i / 10) for i, r in enumerate(self.records)
-                if r["nctid"] not in set(filters.get("exclude_ids") or [])][:k]
-
-
-class HashEncoder:
-    def encode_one(self, text: str) -> np.ndarray:
-        rng = np.random.default_rng(abs(hash(text)) % 2**32)
-        v = rng.normal(size=8).astype(np.float32)
-        return v / np.linalg.norm(v)
+EVIDENCE = FIXED_TRIALS
 
 
 def scripted(answers: Iterable[str | dict], tokens: int = 10) -> GenericFakeChatModel:

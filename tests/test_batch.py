@@ -13,7 +13,7 @@ import pytest
 
 from graph.batch import BatchError, run_batch
 from tests.batch_worker import deps, specs
-from tools.fake_llm import FakeSchemaChat
+from tools.fakes import FakeSchemaChat
 from tools.llm import ChatEndpoint
 from tools.writer import JsonlWriter, read_jsonl
 

@@ -67,6 +67,9 @@ class Encoder:
     def model(self):
         # Imported lazily: torch start-up is seconds, and many commands never embed.
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
         model.max_seq_length = self.max_length

@@ -13,6 +13,8 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,6 +22,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import BaseModel, Field, ValidationError
 
+from tools.schema import Allowed, constrained_schema
 from tools.settings import Settings
 
 T = TypeVar("T", bound=BaseModel)
@@ -75,10 +78,12 @@ def chat_endpoint(settings: Settings, *, base_url: str, model: str, api_key: str
     return ChatEndpoint(chat=chat, model_id=model, max_concurrency=max_concurrency)
 
 
-def response_format(schema: type[BaseModel], mode: str) -> dict[str, Any] | None:
+def response_format(schema: type[BaseModel], mode: str,
+                    allowed: Allowed | None = None) -> dict[str, Any] | None:
     if mode == "json_schema":
         return {"type": "json_schema", "json_schema": {
-            "name": schema.__name__, "schema": schema.model_json_schema(), "strict": False}}
+            "name": schema.__name__, "schema": constrained_schema(schema, allowed),
+            "strict": False}}
     if mode == "json_object":
         return {"type": "json_object"}
     return None
@@ -107,12 +112,14 @@ def _short(err: Exception) -> str:
 
 
 async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
-                          schema: type[T], *, node: str, repairs: int = 2) -> tuple[T | None, LLMCall]:
+                          schema: type[T], *, node: str, repairs: int = 2,
+                          allowed: Allowed | None = None) -> tuple[T | None, LLMCall]:
     """Ask for a `schema` object; repair invalid answers up to `repairs` times; never raise.
 
+    `allowed` (field -> values) narrows the schema for the decoder and the validation.
     Transport errors that survive the client's own retries end the call as a recorded failure.
     """
-    fmt = response_format(schema, endpoint.structured)
+    fmt = response_format(schema, endpoint.structured, allowed)
     model = endpoint.chat.bind(response_format=fmt) if fmt else endpoint.chat
     record = LLMCall(node=node, model=endpoint.model_id, ok=False, attempts=0)
     convo = list(messages)
@@ -134,7 +141,8 @@ async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
         record.output_tokens += int(usage.get("output_tokens", 0))
         text = _content(answer)
         try:
-            value = schema.model_validate(parse_json_object(text))
+            value = schema.model_validate(parse_json_object(text),
+                                           context={"allowed": allowed or {}})
         except (ValueError, ValidationError) as err:
             problem = _short(err)
             record.errors.append(f"invalid answer: {problem}")
@@ -147,3 +155,44 @@ async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
         return value, record
     record.latency_s = round(time.perf_counter() - t0, 3)
     return None, record
+
+
+@contextmanager
+def open_endpoints(settings: Settings, llm: str = "auto") -> Iterator[tuple[ChatEndpoint, ChatEndpoint]]:
+    """(generator, judge) for a run; starts and stops the embedded llama.cpp server if needed.
+
+    llm: "auto" = the configured endpoint, else the embedded model; "fake" = schema-driven fake.
+    """
+    if llm == "fake":
+        from tools.fakes import FakeSchemaChat
+
+        fake = ChatEndpoint(chat=FakeSchemaChat(), model_id="fake-schema")
+        yield fake, fake
+        return
+    with ExitStack() as stack:
+        if settings.llm_base_url:
+            base_url, model, key, slots = (settings.llm_base_url, settings.llm_model,
+                                           settings.api_key(), 0)
+        else:
+            from tools.local_llm import LocalLLMServer, resolve_gguf
+
+            gguf, model = resolve_gguf(settings)
+            server = stack.enter_context(LocalLLMServer(
+                gguf, model_name=model, threads=settings.llm_threads, ctx=settings.llm_ctx,
+                n_parallel=settings.llm_parallel))
+            base_url, key, slots = server.base_url, "not-needed", settings.llm_parallel
+        generator = chat_endpoint(settings, base_url=base_url, model=model, api_key=key,
+                                  max_concurrency=slots)
+        if settings.judge_base_url or settings.judge_model:
+            jkey = (settings.judge_api_key.get_secret_value() if settings.judge_api_key else key)
+            judge = chat_endpoint(settings, base_url=settings.judge_base_url or base_url,
+                                  model=settings.judge_model or model, api_key=jkey,
+                                  max_concurrency=0 if settings.judge_base_url else slots,
+                                  temperature=0.0)
+            if not settings.judge_base_url:
+                judge._gate = generator.gate()  # same server: share its slots
+        else:
+            judge = ChatEndpoint(chat=generator.chat.bind(temperature=0.0), model_id=model,  # type: ignore[arg-type]
+                                 max_concurrency=slots)
+            judge._gate = generator.gate()
+        yield generator, judge

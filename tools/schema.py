@@ -2,15 +2,19 @@
 
 `SyntheticTrial` holds TOP's fields (phase, diseases, drugs, eligibility criteria as
 "Inclusion Criteria: … Exclusion Criteria: …", label) plus the sections of a
-ClinicalTrials.gov record. `draft_model_for` narrows it per spec, so a constrained decoder can
-only write the requested phase and label and the conditions/interventions already chosen.
+ClinicalTrials.gov record. Per call, `allowed` values (the spec's phase and label, the chosen
+conditions/interventions, the retrieved ids) narrow a model twice: as enums in the JSON schema
+a constrained decoder follows, and as a validation rule for endpoints that ignore the schema.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import copy
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from tools.trials import Phase
 
@@ -54,6 +58,11 @@ class Rationale(BaseModel):
     intervention: str = Field(max_length=120)
     reasons: list[Reason] = Field(min_length=2, max_length=4)
 
+    @model_validator(mode="after")
+    def _within_allowed(self, info: ValidationInfo) -> Rationale:
+        cited = [i for r in self.reasons for i in r.evidence_ids]
+        return enforce_allowed(self, info, {"evidence_ids": cited})
+
 
 class Arm(BaseModel):
     label: str = Field(max_length=80)
@@ -96,6 +105,10 @@ class SyntheticTrial(BaseModel):
     outcome_summary: str = Field(max_length=500, description="what happened and why")
     label: Label
 
+    @model_validator(mode="after")
+    def _within_allowed(self, info: ValidationInfo) -> SyntheticTrial:
+        return enforce_allowed(self, info)
+
     @property
     def criteria(self) -> str:
         """TOP's eligibility text format."""
@@ -109,18 +122,6 @@ class SyntheticTrial(BaseModel):
                  self.outcome_summary, *self.inclusion_criteria, *self.exclusion_criteria,
                  *(f"{a.label}: {a.description}" for a in self.arms)]
         return "\n".join(parts)
-
-
-def draft_model_for(spec: Spec, diseases: list[str], drugs: list[str]) -> type[SyntheticTrial]:
-    """`SyntheticTrial` with the spec's phase/label and the chosen diseases/drugs as enums."""
-    return create_model(
-        "SyntheticTrial",
-        __base__=SyntheticTrial,
-        phase=(Literal[spec.phase], ...),  # type: ignore[valid-type]
-        label=(Literal[spec.label], ...),  # type: ignore[valid-type]
-        diseases=(list[Literal[tuple(diseases)]], Field(min_length=1, max_length=4)),  # type: ignore[misc]
-        drugs=(list[Literal[tuple(drugs)]], Field(min_length=1, max_length=4)),  # type: ignore[misc]
-    )
 
 
 class CheckResult(BaseModel):
@@ -156,20 +157,43 @@ class JudgeVerdict(JudgeOutput):
     accepted: bool
 
 
-def _options(given: str | None, pool: list[str], limit: int = 12) -> tuple[str, ...]:
-    if given:
-        return (given,)
-    return tuple(dict.fromkeys(x for x in pool if x))[:limit] or ("unspecified",)
+
+Allowed = Mapping[str, Sequence[Any]]
 
 
-def rationale_model_for(spec: Spec, evidence: list[Evidence]) -> type[Rationale]:
-    """`Rationale` whose ids must be retrieved ids and whose topic comes from the spec/evidence."""
-    ids = tuple(e.nctid for e in evidence) or ("none",)
-    reason = create_model("Reason", __base__=Reason,
-                          evidence_ids=(list[Literal[ids]], Field(min_length=1, max_length=3)))  # type: ignore[valid-type]
-    return create_model(
-        "Rationale", __base__=Rationale,
-        condition=(Literal[_options(spec.condition, [d for e in evidence for d in e.diseases])], ...),  # type: ignore[misc]
-        intervention=(Literal[_options(spec.intervention, [d for e in evidence for d in e.drugs])], ...),  # type: ignore[misc]
-        reasons=(list[reason], Field(min_length=2, max_length=4)),  # type: ignore[valid-type]
-    )
+def enforce_allowed(obj: BaseModel, info: ValidationInfo,
+                    extra: Mapping[str, list[Any]] | None = None) -> Any:
+    """Refuse values outside `context["allowed"]` (field -> allowed values)."""
+    allowed: Allowed = (info.context or {}).get("allowed") or {}
+    for name, options in allowed.items():
+        value = (extra or {}).get(name, getattr(obj, name, None))
+        values = value if isinstance(value, list) else [value]
+        bad = [v for v in values if v not in options]
+        if bad:
+            raise ValueError(f"{name}: {bad[0]!r} is not allowed; choose from {list(options)}")
+    return obj
+
+
+@cache
+def _base_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def constrained_schema(model: type[BaseModel], allowed: Allowed | None = None) -> dict[str, Any]:
+    """The model's JSON schema with `allowed` values as enums (top-level or in a sub-model)."""
+    schema = _base_schema(model)
+    if not allowed:
+        return schema
+    schema = copy.deepcopy(schema)
+    holders = [schema, *schema.get("$defs", {}).values()]
+    for name, options in allowed.items():
+        for holder in holders:
+            prop = holder.get("properties", {}).get(name)
+            if prop is None:
+                continue
+            enum = {"enum": list(options)}
+            if prop.get("type") == "array":
+                prop["items"] = enum
+            else:
+                holder["properties"][name] = {**enum, "title": prop.get("title", name)}
+    return schema

@@ -1,4 +1,6 @@
-"""A schema-driven fake chat model: valid answers with no model, optional latency.
+"""Fakes for plumbing runs, benchmarks and tests: a schema-driven chat model, a fixed store.
+
+The chat model gives valid answers with no model, with optional latency.
 
 For plumbing runs (`--llm fake`), benchmarks of orchestration overhead, and concurrent tests where
 a scripted, ordered list of answers cannot work. It reads the requested JSON schema (the bound
@@ -11,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zlib
 from typing import Any
 
+import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -90,3 +94,48 @@ class FakeSchemaChat(BaseChatModel):
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         return self._answer(kwargs)
+
+
+FIXED_TRIALS = [
+    {"nctid": "NCT00000011", "phase": "phase 2", "label": 1, "diseases": ["asthma"],
+     "drugs": ["budesonide"], "text": "phase 2. Conditions: asthma. Interventions: budesonide. "
+     "Inclusion Criteria: adults aged 18 to 65 with persistent asthma and reversible airflow "
+     "obstruction on spirometry at screening visit. Exclusion Criteria: smokers."},
+    {"nctid": "NCT00000022", "phase": "phase 2", "label": 1, "diseases": ["asthma", "copd"],
+     "drugs": ["formoterol"], "text": "phase 2. Conditions: asthma, copd. Interventions: "
+     "formoterol. Inclusion Criteria: FEV1 50-80% predicted. Exclusion Criteria: pregnancy."},
+]
+
+
+class _Hit:
+    def __init__(self, rec: dict, score: float):
+        self.id, self.score, self.payload = rec["nctid"], score, rec
+
+
+class FixedStore:
+    """Returns the same real-looking trials for any query (orchestration benchmarks, tests)."""
+
+    def __init__(self, records: list[dict] | None = None):
+        self.records = records or FIXED_TRIALS
+        self.queries: list[dict] = []
+
+    def search_diverse(self, vector, k, **filters):
+        self.queries.append(filters)
+        skip = set(filters.get("exclude_ids") or [])
+        return [_Hit(r, 0.9 - i / 10) for i, r in enumerate(self.records)
+                if r["nctid"] not in skip][:k]
+
+    def count(self) -> int:
+        return len(self.records)
+
+    def close(self) -> None:
+        pass
+
+
+class HashEncoder:
+    """A deterministic 8-d 'embedding' (no model)."""
+
+    def encode_one(self, text: str) -> np.ndarray:
+        rng = np.random.default_rng(zlib.crc32(text.encode()))
+        v = rng.normal(size=8).astype(np.float32)
+        return v / np.linalg.norm(v)

@@ -1,0 +1,228 @@
+"""The `trialwright` command line: parse, call, print. Errors are one clear line and exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tomllib
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tools.settings import Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                  help="Synthetic, outcome-labelled clinical-trial reports grounded in real trials.")
+out = Console()
+err = Console(stderr=True)
+
+Data = Annotated[Path | None, typer.Option("--data", help="data folder holding top/")]
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+@contextmanager
+def user_errors():
+    from graph.batch import BatchError
+    from tools.encoder import EncoderError
+    from tools.local_llm import LocalModelError
+    from tools.plan import PlanError
+    from tools.store import StoreError
+    from tools.trials import DataError
+
+    try:
+        yield
+    except (UserError, DataError, StoreError, EncoderError, LocalModelError, PlanError,
+            BatchError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        raise typer.Exit(2) from None
+    except ValidationError as e:
+        first = e.errors()[0]
+        name = ".".join(map(str, first["loc"]))
+        err.print(f"[bold red]error:[/] invalid setting '{name}' (TRIALWRIGHT_{name.upper()}, "
+                  f".env or trialwright.toml): {first['msg']}", highlight=False)
+        raise typer.Exit(2) from None
+    except tomllib.TOMLDecodeError as e:
+        err.print(f"[bold red]error:[/] {os.environ.get('TRIALWRIGHT_CONFIG', 'trialwright.toml')}"
+                  f": invalid TOML: {e}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def settings_for(**overrides: Any) -> Settings:
+    with user_errors():
+        return load_settings(**overrides)
+
+
+def load_corpus(settings: Settings, limit: int | None = None):
+    from tools.trials import load_top
+
+    files = [settings.top_dir / f for f in settings.top_files]
+    trials = load_top(files)
+    return trials[:limit] if limit else trials
+
+
+@app.command()
+def config() -> None:
+    """Print the effective settings (secrets masked)."""
+    s = settings_for()
+    table = Table("setting", "value", title="trialwright settings")
+    for k, v in s.masked().items():
+        table.add_row(k, json.dumps(v) if not isinstance(v, str) else v)
+    out.print(table)
+
+
+@app.command()
+def index(data: Data = None, limit: Annotated[int | None, typer.Option(min=1)] = None) -> None:
+    """Embed the real trials into the vector store (re-running skips unchanged trials)."""
+    from tools.encoder import Encoder
+    from tools.indexing import index_trials
+    from tools.store import open_store
+
+    s = settings_for(data_dir=data)
+    with user_errors():
+        trials = load_corpus(s, limit)
+        encoder, store = Encoder(s), open_store(s)
+        try:
+            with _bar() as bar:
+                task = bar.add_task("embedding", total=len(trials))
+                stats = index_trials(trials, encoder, store,
+                                     on_batch=lambda n: bar.advance(task, n))
+                bar.update(task, completed=len(trials))
+            total = store.count()
+        finally:
+            store.close()
+    out.print(f"indexed {stats.indexed}, unchanged {stats.skipped}, store holds {total} trials "
+              f"({stats.wall_seconds:.1f}s: encoder {stats.encode_seconds:.1f}s, "
+              f"store {stats.store_seconds:.1f}s)")
+
+
+@app.command()
+def search(text: str,
+           phase: Annotated[str | None, typer.Option(help="e.g. 'phase 1'")] = None,
+           label: Annotated[int | None, typer.Option(min=0, max=1)] = None,
+           k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Find real trials similar to TEXT."""
+    from tools.encoder import Encoder
+    from tools.store import open_store
+    from tools.trials import PHASES, normalise_phase
+
+    s = settings_for()
+    with user_errors():
+        if phase is not None and normalise_phase(phase) not in PHASES:
+            raise UserError(f"--phase {phase!r}: expected one of {', '.join(PHASES)}")
+        store = open_store(s)
+        try:
+            if store.count() == 0:
+                raise UserError("the store is empty: run `trialwright index` first")
+            hits = store.search(Encoder(s).encode_one(text), k,
+                                phase=normalise_phase(phase) if phase else None, label=label)
+        finally:
+            store.close()
+    rows = [{"nctid": h.id, "phase": h.payload["phase"], "label": h.payload["label"],
+             "score": round(h.score, 4), "snippet": h.payload["text"][:160]} for h in hits]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("NCT id", "phase", "label", "score", "snippet")
+    for r in rows:
+        table.add_row(r["nctid"], r["phase"], str(r["label"]), f"{r['score']:.3f}", r["snippet"])
+    out.print(table)
+
+
+@app.command()
+def generate(
+    n: Annotated[int, typer.Option("--n", min=1)] = 3,
+    out_dir: Annotated[Path, typer.Option("--out")] = Path("runs/latest"),
+    phase: Annotated[str | None, typer.Option()] = None,
+    label_ratio: Annotated[float, typer.Option(min=0, max=1)] = 0.5,
+    condition: Annotated[str | None, typer.Option()] = None,
+    intervention: Annotated[str | None, typer.Option()] = None,
+    concurrency: Annotated[int, typer.Option(min=1)] = 2,
+    max_revisions: Annotated[int | None, typer.Option(min=0)] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    k: Annotated[int | None, typer.Option("-k", min=1, max=20, help="evidence trials")] = None,
+    report_timeout: Annotated[float | None, typer.Option(help="seconds per report")] = None,
+    llm: Annotated[str, typer.Option(help="'auto' (endpoint or embedded) or 'fake'")] = "auto",
+    data: Data = None,
+) -> None:
+    """Generate N synthetic reports into --out (resumes if --out holds the same run)."""
+    from agents.common import AgentDeps
+    from graph.batch import run_batch
+    from tools.encoder import Encoder
+    from tools.llm import open_endpoints
+    from tools.plan import plan_specs
+    from tools.store import open_store
+    from tools.trials import normalise_phase
+
+    s = settings_for(data_dir=data, max_revisions=max_revisions, k_evidence=k)
+    if llm not in ("auto", "fake"):
+        err.print(f"[bold red]error:[/] --llm {llm!r}: expected 'auto' or 'fake'")
+        raise typer.Exit(2)
+    with user_errors():
+        specs = plan_specs(load_corpus(s), n, seed=seed,
+                           phase=normalise_phase(phase) if phase else None,
+                           label_ratio=label_ratio, condition=condition, intervention=intervention)
+        store = open_store(s)
+        try:
+            if store.count() == 0:
+                raise UserError("the store is empty: run `trialwright index` first")
+            with open_endpoints(s, llm) as (generator, judge):
+                deps = AgentDeps(settings=s, generator=generator, judge=judge, store=store,
+                                 encoder=Encoder(s))
+                with _bar() as bar:
+                    task = bar.add_task("reports", total=n)
+
+                    def show(p) -> None:
+                        rate = p.finished / max(1e-9, time.perf_counter() - p.started)
+                        bar.update(task, completed=p.done_before + p.finished, description=(
+                            f"accepted {p.accepted} · rejected {p.rejected} · revisions "
+                            f"{p.revisions} · tokens {p.input_tokens + p.output_tokens} · "
+                            f"{rate * 60:.1f}/min"))
+
+                    summary = asyncio.run(run_batch(specs, deps, out_dir, concurrency=concurrency,
+                                                    report_timeout_s=report_timeout,
+                                                    on_progress=show))
+        finally:
+            store.close()
+    out.print(f"[bold]{summary['accepted']}[/] accepted, {summary['rejected']} rejected "
+              f"(accept rate {summary['accept_rate']}); tokens in/out "
+              f"{summary['tokens']['input']}/{summary['tokens']['output']}")
+    out.print(f"reports:  {out_dir / 'reports.jsonl'} (+ .parquet)\n"
+              f"rejected: {out_dir / 'rejected.jsonl'}\nrun:      {out_dir / 'run.json'}")
+
+
+@app.command()
+def quickstart(n: Annotated[int, typer.Option("--n", min=1)] = 3,
+               out_dir: Annotated[Path, typer.Option("--out")] = Path("runs/quickstart")) -> None:
+    """Index the real trials, run a search, and generate N reports on the embedded model."""
+    index(data=None, limit=None)
+    search("metastatic non-small cell lung cancer", phase="phase 1", label=None, k=5,
+           as_json=False)
+    generate(n=n, out_dir=out_dir, phase=None, label_ratio=0.5, condition=None,
+             intervention=None, concurrency=2, max_revisions=1, seed=0, k=None,
+             report_timeout=None, llm="auto", data=None)
+
+
+def _bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

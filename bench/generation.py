@@ -1,0 +1,89 @@
+"""Generation benchmark -> bench/results/generation.json.
+
+(a) instant fake LLM: reports/s and orchestration overhead per report (graph, checks,
+    SQLite checkpoints, writer);
+(b) fake LLM with 200 ms per call at concurrency 1, 8, 32: wall time vs the ideal bound
+    (sum of LLM latency / concurrency);
+(c) --embedded: the real embedded model: seconds per report, LLM calls and tokens per accepted
+    report, tokens/s vs llama.cpp's raw speed on the same model (slow: minutes).
+
+    python bench/generation.py [--quick] [--embedded N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.common import AgentDeps  # noqa: E402
+from graph.batch import run_batch  # noqa: E402
+from tools.fakes import FakeSchemaChat, FixedStore, HashEncoder  # noqa: E402
+from tools.llm import ChatEndpoint  # noqa: E402
+from tools.schema import Spec  # noqa: E402
+from tools.settings import Settings  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "generation.json"
+CALLS_PER_REPORT = 3  # reason, draft, judge when accepted first time
+
+
+def specs(n: int) -> list[Spec]:
+    return [Spec(spec_id=f"b{i:05d}", phase="phase 2", label=i % 2, condition="asthma",
+                 intervention="budesonide", seed=i) for i in range(n)]
+
+
+def fake_deps(latency: float) -> AgentDeps:
+    ep = ChatEndpoint(chat=FakeSchemaChat(latency_s=latency), model_id="fake")
+    return AgentDeps(settings=Settings(k_evidence=2), generator=ep, judge=ep,
+                     store=FixedStore(), encoder=HashEncoder())  # type: ignore[arg-type]
+
+
+def timed_batch(n: int, latency: float, concurrency: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        summary = asyncio.run(run_batch(specs(n), fake_deps(latency), Path(tmp),
+                                        concurrency=concurrency))
+        wall = time.perf_counter() - t0
+    assert summary["accepted"] == n, summary
+    ideal = n * CALLS_PER_REPORT * latency / concurrency
+    return {"reports": n, "concurrency": concurrency, "llm_latency_s": latency,
+            "wall_s": round(wall, 3), "ideal_s": round(ideal, 3),
+            "reports_per_s": round(n / wall, 2),
+            "overhead_per_report_ms": round(1000 * (wall - ideal) / n, 2),
+            "overhead_share_of_wall": round((wall - ideal) / wall, 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--embedded", type=int, default=0, help="also run N reports on the real model")
+    args = ap.parse_args()
+    n_instant, n_latency = (20, 32) if args.quick else (100, 128)
+    results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["instant"] = [timed_batch(n_instant, 0.0, c) for c in (1, 8)]
+    results["latency_200ms"] = [timed_batch(n_latency if c > 1 else 16, 0.2, c)
+                                for c in (1, 8, 32)]
+    if args.embedded:
+        from bench.embedded import embedded_run  # noqa: PLC0415 - heavy, optional
+
+        results["embedded"] = embedded_run(args.embedded)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    for key in ("instant", "latency_200ms"):
+        for r in results[key]:
+            print(f"{key:14s} c={r['concurrency']:>2} n={r['reports']:>3} wall {r['wall_s']:7.2f}s "
+                  f"ideal {r['ideal_s']:6.2f}s  {r['reports_per_s']:7.1f} rep/s  overhead "
+                  f"{r['overhead_per_report_ms']:6.1f} ms/rep ({r['overhead_share_of_wall']:.1%})")
+    if "embedded" in results:
+        print(json.dumps(results["embedded"], indent=2))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
