@@ -23,7 +23,7 @@ from tools.settings import Settings, load_settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Synthetic, outcome-labelled clinical-trial reports grounded in real trials.")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 Data = Annotated[Path | None, typer.Option("--data", help="data folder holding top/")]
 

@@ -1,0 +1,114 @@
+"""The CLI end to end on a small real slice: real encoder, real embedded store, fake LLM."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import app
+from tools.settings import Settings
+from tools.writer import read_jsonl
+
+DATA = Settings().data_dir.resolve()
+pytestmark = pytest.mark.skipif(not (DATA / "top").is_dir(), reason="real data not beside checkout")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A small slice of real TOP data and an indexed store, shared by this module's tests."""
+    root = tmp_path_factory.mktemp("cli")
+    (root / "data" / "top").mkdir(parents=True)
+    src = (DATA / "top" / "phase_I_train.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    # Header plus the first rows; a CSV row may span lines, so cut at a row boundary.
+    import csv
+    import io
+    rows = list(csv.reader(io.StringIO("".join(src))))[:41]
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    (root / "data" / "top" / "phase_I_train.csv").write_text(buf.getvalue())
+    return root
+
+
+@pytest.fixture
+def env(workdir, monkeypatch):
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("TRIALWRIGHT_DATA_DIR", str(workdir / "data"))
+    monkeypatch.setenv("TRIALWRIGHT_TOP_FILES", '["phase_I_train.csv"]')
+    monkeypatch.setenv("TRIALWRIGHT_STORE_PATH", str(workdir / "store"))
+    monkeypatch.setenv("TRIALWRIGHT_CACHE_DIR", str(workdir / "cache"))
+    return workdir
+
+
+def test_config_masks_secrets(env, monkeypatch):
+    monkeypatch.setenv("TRIALWRIGHT_LLM_API_KEY", "sk-very-secret-123")
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 0, result.output
+    assert "sk-very-secret-123" not in result.output and "*****" in result.output
+
+
+def test_bad_setting_is_a_clear_error(env, monkeypatch):
+    monkeypatch.setenv("TRIALWRIGHT_K_EVIDENCE", "lots")
+    result = runner.invoke(app, ["config"])
+    assert result.exit_code == 2 and "k_evidence" in result.output
+
+
+def test_index_then_search_then_reindex_skips(env):
+    first = runner.invoke(app, ["index"])
+    assert first.exit_code == 0, first.output
+    assert "indexed 40" in first.output
+    again = runner.invoke(app, ["index"])
+    assert "indexed 0, unchanged 40" in again.output
+    res = runner.invoke(app, ["search", "metastatic non-small cell lung cancer",
+                              "--phase", "phase 1", "-k", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.output)
+    assert len(hits) == 3 and all(h["nctid"].startswith("NCT") for h in hits)
+    assert all(h["phase"] == "phase 1" for h in hits)
+    assert hits[0]["score"] >= hits[-1]["score"]
+
+
+def test_search_bad_phase(env):
+    res = runner.invoke(app, ["search", "x", "--phase", "phase 9"])
+    assert res.exit_code == 2 and "phase 9" in res.output
+
+
+def test_generate_with_fake_llm_writes_files(env):
+    assert runner.invoke(app, ["index"]).exit_code == 0
+    out = env / "run"
+    res = runner.invoke(app, ["generate", "--n", "4", "--out", str(out), "--llm", "fake",
+                              "--label-ratio", "0.5", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    recs = list(read_jsonl(out / "reports.jsonl")) + list(read_jsonl(out / "rejected.jsonl"))
+    assert len(recs) == 4 and sorted(r["label"] for r in recs) == [0, 0, 1, 1]
+    assert all(len(r["provenance"]["evidence"]) == 3 for r in recs)
+    run = json.loads((out / "run.json").read_text())
+    assert run["planned"] == 4 and run["status"] == "finished"
+    # same command again: resumes, writes nothing new; another seed on the same dir: refused
+    again = runner.invoke(app, ["generate", "--n", "4", "--out", str(out), "--llm", "fake",
+                                "--seed", "3"])
+    assert again.exit_code == 0
+    assert len(list(read_jsonl(out / "reports.jsonl"))) + len(
+        list(read_jsonl(out / "rejected.jsonl"))) == 4
+    other = runner.invoke(app, ["generate", "--n", "4", "--out", str(out), "--llm", "fake",
+                                "--seed", "4"])
+    assert other.exit_code == 2 and "different configuration" in other.output
+
+
+def test_bad_data_file_exit_code_and_nothing_written(env, tmp_path, monkeypatch):
+    bad = tmp_path / "data" / "top"
+    bad.mkdir(parents=True)
+    (bad / "phase_I_train.csv").write_text("nctid,label\nNCT00000001,1\n")
+    monkeypatch.setenv("TRIALWRIGHT_DATA_DIR", str(tmp_path / "data"))
+    res = runner.invoke(app, ["index"])
+    assert res.exit_code == 2
+    assert "phase_I_train.csv" in res.output and "missing column" in res.output
+
+
+def test_generate_on_empty_store_says_index_first(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIALWRIGHT_STORE_PATH", str(tmp_path / "empty"))
+    res = runner.invoke(app, ["generate", "--n", "1", "--out", str(tmp_path / "o"), "--llm", "fake"])
+    assert res.exit_code == 2 and "index" in res.output
+    shutil.rmtree(tmp_path / "empty", ignore_errors=True)
