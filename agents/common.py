@@ -79,14 +79,19 @@ def feedback_block(feedback: str) -> str:
 
 
 async def ask(endpoint: ChatEndpoint, prompt: Prompt, schema: type[T], *, node: str,
-              repairs: int, allowed: Allowed | None = None,
+              repairs: int, allowed: Allowed | None = None, seed: int | None = None,
               **fields: Any) -> tuple[T | None, dict[str, Any]]:
     """Render a prompt, make the structured call, and return (value, state update of records)."""
     messages = [SystemMessage(content=prompt.system.format(**fields)),
                 HumanMessage(content=prompt.user.format(**fields))]
     value, call = await call_structured(endpoint, messages, schema, node=node, repairs=repairs,
-                                        allowed=allowed)
+                                        allowed=allowed, seed=seed)
     return value, {"llm_calls": [call]}
+
+
+def call_seed(spec: Spec, revision: int, node: str) -> int:
+    """A distinct, reproducible sampling seed per spec, revision and node."""
+    return (spec.seed * 31 + revision * 7 + {"reason": 1, "draft": 2, "judge": 3}[node]) % 2**31
 
 
 def timed(node: str, revision: int, started: float) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import time
 from statistics import mean
 from typing import Any, Literal
 
-from agents.common import PROMPTS, AgentDeps, ask, describe_target, load_prompt, render_evidence, timed
+from agents.common import call_seed, PROMPTS, AgentDeps, ask, describe_target, load_prompt, render_evidence, timed
 from agents.drafter import chosen_topic
 from agents.state import ReportState, Round
 from tools.checks import CheckInput, run_checks
@@ -41,10 +41,12 @@ def judge_decision(out: JudgeOutput, threshold: float) -> tuple[float, bool]:
 async def judge_report(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
     t0 = time.perf_counter()
     spec, draft, rationale = state["spec"], state["draft"], state.get("rationale")
+    revision = state.get("revision", 0)
     assert draft is not None, "the judge only sees reports that passed the checks"
     reasons = "\n".join(f"- {r.claim}" for r in rationale.reasons) if rationale else "- (none)"
     value, update = await ask(
         deps.judge, load_prompt("critic"), JudgeOutput, node="judge",
+        seed=call_seed(spec, revision, "judge"),
         repairs=deps.settings.parse_retries, rubric=rubric_text(deps.rubric),
         target=describe_target(spec), reasons=reasons,
         evidence=render_evidence(state["evidence"], 400),
@@ -54,7 +56,7 @@ async def judge_report(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
         avg, accepted = judge_decision(value, deps.settings.judge_threshold)
         verdict = JudgeVerdict(**value.model_dump(), judge_model=deps.judge.model_id,
                                rubric=deps.rubric, mean_score=avg, accepted=accepted)
-    return {"verdict": verdict, **update, **timed("judge", state.get("revision", 0), t0)}
+    return {"verdict": verdict, **update, **timed("judge", revision, t0)}
 
 
 def decide(state: ReportState, max_revisions: int) -> tuple[Next, dict[str, Any]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agents.common import AgentDeps, ask, describe_target, feedback_block, load_prompt, render_evidence, timed
+from agents.common import call_seed, AgentDeps, ask, describe_target, feedback_block, load_prompt, render_evidence, timed
 from agents.state import ReportState
 from tools.schema import Evidence, Rationale, Spec, SyntheticTrial
 
@@ -37,6 +37,7 @@ async def draft_report(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
     reasons = "\n".join(f"- {r.claim}" for r in rationale.reasons) if rationale else "- (none)"
     value, update = await ask(
         deps.generator, load_prompt("drafter"), SyntheticTrial, node="draft", allowed=allowed,
+        seed=call_seed(spec, revision, "draft"),
         repairs=deps.settings.parse_retries, target=describe_target(spec), reasons=reasons,
         evidence=render_evidence(evidence, 450), feedback=feedback_block(state.get("feedback", "")),
         **topic)

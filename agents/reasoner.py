@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agents.common import AgentDeps, ask, describe_target, feedback_block, load_prompt, render_evidence, timed
+from agents.common import call_seed, AgentDeps, ask, describe_target, feedback_block, load_prompt, render_evidence, timed
 from agents.state import ReportState
 from tools.schema import Evidence, Rationale, Spec
 
@@ -34,6 +34,7 @@ async def reason_outcome(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
     spec, evidence, revision = state["spec"], state["evidence"], state.get("revision", 0)
     value, update = await ask(
         deps.generator, load_prompt("reasoner"), Rationale, node="reason",
+        seed=call_seed(spec, revision, "reason"),
         allowed=allowed_choices(spec, evidence),
         repairs=deps.settings.parse_retries, target=describe_target(spec), topic=topic_line(spec),
         evidence=render_evidence(evidence), feedback=feedback_block(state.get("feedback", "")),

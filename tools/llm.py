@@ -50,6 +50,7 @@ class ChatEndpoint:
     model_id: str
     structured: str = "json_schema"  # or "json_object" / "none" for endpoints without schemas
     max_concurrency: int = 0  # 0 = unbounded; a per-endpoint limit protects small servers
+    schema_extras: dict[str, Any] = field(default_factory=dict)  # server-specific schema keys
     _gate: asyncio.Semaphore | None = field(default=None, repr=False)
 
     def gate(self) -> asyncio.Semaphore | None:
@@ -78,12 +79,14 @@ def chat_endpoint(settings: Settings, *, base_url: str, model: str, api_key: str
     return ChatEndpoint(chat=chat, model_id=model, max_concurrency=max_concurrency)
 
 
-def response_format(schema: type[BaseModel], mode: str,
-                    allowed: Allowed | None = None) -> dict[str, Any] | None:
+def response_format(schema: type[BaseModel], mode: str, allowed: Allowed | None = None,
+                    extras: dict[str, Any] | None = None) -> dict[str, Any] | None:
     if mode == "json_schema":
+        body = constrained_schema(schema, allowed)
+        if extras:
+            body = {**body, **extras}
         return {"type": "json_schema", "json_schema": {
-            "name": schema.__name__, "schema": constrained_schema(schema, allowed),
-            "strict": False}}
+            "name": schema.__name__, "schema": body, "strict": False}}
     if mode == "json_object":
         return {"type": "json_object"}
     return None
@@ -113,14 +116,17 @@ def _short(err: Exception) -> str:
 
 async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
                           schema: type[T], *, node: str, repairs: int = 2,
-                          allowed: Allowed | None = None) -> tuple[T | None, LLMCall]:
+                          allowed: Allowed | None = None,
+                          seed: int | None = None) -> tuple[T | None, LLMCall]:
     """Ask for a `schema` object; repair invalid answers up to `repairs` times; never raise.
 
     `allowed` (field -> values) narrows the schema for the decoder and the validation.
     Transport errors that survive the client's own retries end the call as a recorded failure.
     """
-    fmt = response_format(schema, endpoint.structured, allowed)
-    model = endpoint.chat.bind(response_format=fmt) if fmt else endpoint.chat
+    fmt = response_format(schema, endpoint.structured, allowed, endpoint.schema_extras)
+    # A per-call seed makes sampling reproducible on servers that honour it (llama.cpp, OpenAI).
+    extra = {k: v for k, v in (("response_format", fmt), ("seed", seed)) if v is not None}
+    model = endpoint.chat.bind(**extra) if extra else endpoint.chat
     record = LLMCall(node=node, model=endpoint.model_id, ok=False, attempts=0)
     convo = list(messages)
     t0 = time.perf_counter()
@@ -174,12 +180,10 @@ def open_endpoints(settings: Settings, llm: str = "auto") -> Iterator[tuple[Chat
             base_url, model, key, slots = (settings.llm_base_url, settings.llm_model,
                                            settings.api_key(), 0)
         else:
-            from tools.local_llm import LocalLLMServer, resolve_gguf
+            from tools.local_llm import LocalLLMServer
 
-            gguf, model = resolve_gguf(settings)
-            server = stack.enter_context(LocalLLMServer(
-                gguf, model_name=model, threads=settings.llm_threads, ctx=settings.llm_ctx,
-                n_parallel=settings.llm_parallel))
+            server = stack.enter_context(LocalLLMServer.from_settings(settings))
+            model = server.model_name
             base_url, key, slots = server.base_url, "not-needed", settings.llm_parallel
         generator = chat_endpoint(settings, base_url=base_url, model=model, api_key=key,
                                   max_concurrency=slots)
@@ -193,6 +197,6 @@ def open_endpoints(settings: Settings, llm: str = "auto") -> Iterator[tuple[Chat
                 judge._gate = generator.gate()  # same server: share its slots
         else:
             judge = ChatEndpoint(chat=generator.chat.bind(temperature=0.0), model_id=model,  # type: ignore[arg-type]
-                                 max_concurrency=slots)
+                                 max_concurrency=slots, schema_extras=generator.schema_extras)
             judge._gate = generator.gate()
         yield generator, judge

@@ -47,7 +47,7 @@ class Evidence(BaseModel):
 
 
 class Reason(BaseModel):
-    claim: str = Field(max_length=300)
+    claim: str = Field(max_length=240)
     evidence_ids: list[str] = Field(min_length=1, max_length=3)
 
 
@@ -56,7 +56,7 @@ class Rationale(BaseModel):
 
     condition: str = Field(max_length=120)
     intervention: str = Field(max_length=120)
-    reasons: list[Reason] = Field(min_length=2, max_length=4)
+    reasons: list[Reason] = Field(min_length=2, max_length=3)
 
     @model_validator(mode="after")
     def _within_allowed(self, info: ValidationInfo) -> Rationale:
