@@ -15,8 +15,11 @@ from tools.trials import NCT_ID
 
 _PHASE_WORDS = {"1": "1", "i": "1", "2": "2", "ii": "2", "3": "3", "iii": "3", "4": "4", "iv": "4"}
 _PHASE_MENTION = re.compile(r"\bphase\s*(iv|iii|ii|i|[1-4])\b", re.IGNORECASE)
-_AGE = re.compile(r"(?:age[ds]?|years? of age|years old)\D{0,25}?(\d{1,3})|(\d{1,3})\s*(?:years?|yrs?)"
-                  r"(?: of age| old|\s+or older|\s+and older)", re.IGNORECASE)
+_AGES = [re.compile(p, re.IGNORECASE) for p in (
+    r"\bage[ds]?(?: of)?\s*(?:between\s*)?(?:≥|>=|>|at least\s*)?\s*(\d{1,3})"
+    r"(?:\s*(?:-|–|to|and)\s*(\d{1,3}))?",
+    r"(\d{1,3})\s*(?:-|–|to)\s*(\d{1,3})\s*years",
+    r"(\d{1,3})\s*years?\s*(?:of age|old|or older|and older|and above)")]
 # Phrases that state the opposite outcome: a success report must not read as a failure.
 _FAILURE_WORDS = re.compile(
     r"\b(fail(?:ed|s|ure)? to (?:meet|demonstrate|show|achieve)|did not (?:meet|achieve|demonstrate"
@@ -157,8 +160,8 @@ def check_eligibility_wellformed(x: CheckInput) -> CheckResult:
     if hi is not None and lo > hi:
         return _fail("eligibility_wellformed", f"minimum age {lo} > maximum age {hi}")
     for c in inc:
-        for m in _AGE.finditer(c):
-            age = int(m.group(1) or m.group(2))
+        ages = [int(a) for rx in _AGES for m in rx.finditer(c) for a in m.groups() if a]
+        for age in ages:
             if age > 120 or age < lo or (hi is not None and age > hi):
                 return _fail("eligibility_wellformed",
                              f"criterion '{c[:80]}' names age {age}, outside {lo}-{hi or 'no limit'}")

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     llm_requests_per_minute: float | None = Field(None, gt=0)
     llm_threads: int = Field(2, ge=1)
     llm_ctx: int = Field(8192, ge=512)
+    llm_parallel: int = Field(2, ge=1, description="embedded server slots (concurrent requests)")
     judge_base_url: str | None = Field(None, description="unset = same endpoint as generator")
     judge_model: str | None = Field(None, description="unset = same model as generator")
     judge_api_key: SecretStr | None = None
