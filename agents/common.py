@@ -50,11 +50,24 @@ class Prompt:
         return hashlib.sha256(f"{self.system}\0{self.user}".encode()).hexdigest()
 
 
+#: The prompt files the generation loop reads (the rubric is added per run).
+GENERATION_PROMPTS = ("reasoner", "drafter", "critic")
+
+
 @cache
-def prompt_hashes() -> dict[str, str]:
-    """sha256 of every prompt file, for provenance and resume fingerprints (read once)."""
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(PROMPTS.glob("*.md"))}
+def _file_sha256(name: str) -> str:
+    return hashlib.sha256((PROMPTS / name).read_bytes()).hexdigest()
+
+
+def prompt_hashes(rubric: str | None = None, prompts: tuple[str, ...] = GENERATION_PROMPTS
+                  ) -> dict[str, str]:
+    """sha256 of the prompt files a generation run uses (provenance, resume fingerprints).
+
+    Only those files: a new chat or judge prompt must not invalidate a batch's resume.
+    """
+    names = [f"{p}.{part}.md" for p in prompts for part in ("system", "user")]
+    names += [f"{rubric}.md"] if rubric else []
+    return {n: _file_sha256(n) for n in names}
 
 
 @cache

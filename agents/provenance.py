@@ -35,7 +35,7 @@ def build_record(state: ReportState, deps: AgentDeps, error: str | None = None) 
             "generator_model": deps.generator.model_id,
             "judge_model": deps.judge.model_id,
             "rubric": deps.rubric,
-            "prompts_sha256": prompt_hashes(),
+            "prompts_sha256": prompt_hashes(deps.rubric),
             "evidence": [{"nctid": e.nctid, "score": e.score} for e in state.get("evidence", [])],
             "checks": [c.model_dump() for c in state.get("checks", [])],
             "rounds": [r.model_dump() for r in state.get("rounds", [])],

@@ -215,6 +215,23 @@ def quickstart(n: Annotated[int, typer.Option("--n", min=1)] = 3,
              report_timeout=None, llm="auto", data=None)
 
 
+def _register_extensions() -> None:
+    """Commands that live in their own modules (each imports its heavy parts lazily)."""
+    from app.card_cmd import card_command
+    from app.chat_cmd import chat_command
+    from app.eval_cmd import eval_command
+    from app.judge_cmd import judge_command, review_command
+
+    app.command("eval")(eval_command)
+    app.command("judge")(judge_command)
+    app.command("review")(review_command)
+    app.command("card")(card_command)
+    app.command("chat")(chat_command)
+
+
+_register_extensions()
+
+
 def _bar() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=err)

@@ -72,7 +72,7 @@ def fingerprint(specs: list[Spec], deps: AgentDeps) -> str:
     payload = {
         "specs": [sp.model_dump() for sp in specs],
         "generator": deps.generator.model_id, "judge": deps.judge.model_id, "rubric": deps.rubric,
-        "prompts": prompt_hashes(), "settings": {k: str(getattr(s, k)) for k in GENERATION_SETTINGS},
+        "prompts": prompt_hashes(deps.rubric), "settings": {k: str(getattr(s, k)) for k in GENERATION_SETTINGS},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -120,7 +120,7 @@ async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrenc
         "started_at": (previous or {}).get("started_at") or datetime.now(UTC).isoformat(),
         "sessions": (previous or {}).get("sessions", 0) + 1,
         "settings": deps.settings.masked(), "generator_model": deps.generator.model_id,
-        "judge_model": deps.judge.model_id, "prompts_sha256": prompt_hashes(),
+        "judge_model": deps.judge.model_id, "prompts_sha256": prompt_hashes(deps.rubric),
         "versions": _versions(), "concurrency": concurrency,
     }
     write_json_atomic(out / "run.json", summary)

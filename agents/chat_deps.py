@@ -1,0 +1,33 @@
+"""The agents' dependencies for a long-running chat process (web UI or `langgraph dev`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from agents.common import AgentDeps
+from tools.settings import Settings
+
+
+class ChatSetupError(RuntimeError):
+    """The chat cannot start (no indexed trials, unknown --llm); the message says what to do."""
+
+
+@contextmanager
+def open_chat_deps(settings: Settings, llm: str = "auto") -> Iterator[AgentDeps]:
+    """Store, encoder and (generator, judge) endpoints, closed on exit."""
+    from tools.encoder import Encoder
+    from tools.llm import open_endpoints
+    from tools.store import open_store
+
+    if llm not in ("auto", "fake"):
+        raise ChatSetupError(f"--llm {llm!r}: expected 'auto' or 'fake'")
+    store = open_store(settings)
+    try:
+        if store.count() == 0:
+            raise ChatSetupError("the store is empty: run `trialwright index` first")
+        with open_endpoints(settings, llm) as (generator, judge):
+            yield AgentDeps(settings=settings, generator=generator, judge=judge, store=store,
+                            encoder=Encoder(settings))
+    finally:
+        store.close()

@@ -1,0 +1,122 @@
+"""`trialwright eval`: score an outcome classifier on real, synthetic and hybrid training sets.
+
+Register with `app.command("eval")(eval_command)`. Errors the user can fix (a missing file, a bad
+JSONL line, a model that is not available offline) are one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+PHASE_CHOICES = {"i": ["I"], "1": ["I"], "ii": ["II"], "2": ["II"], "iii": ["III"], "3": ["III"],
+                 "all": ["I", "II", "III"]}
+CPU_TRAIN_SAMPLES_PER_S = 2.0  # MiniLM at 512 tokens on 2 cores (bench/results/finetune.json)
+
+_out = Console()
+_err = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    _err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(2)
+
+
+def _parse_phases(phase: str) -> list[str]:
+    phases = PHASE_CHOICES.get(phase.strip().lower())
+    if phases is None:
+        raise _fail(f"--phase {phase!r}: expected I, II, III or all")
+    return phases
+
+
+def write_predictions(rows: list[dict[str, Any]], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["phase", "setting", "seed", "id", "label", "prob"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _summary_table(report) -> Table:
+    table = Table("phase", "setting", "train real+syn", "ROC-AUC [95% CI]", "PR-AUC", "F1",
+                  "Δ ROC-AUC vs real", title=f"outcome classifier: {report.model.name} "
+                  f"({report.mode}), seeds {report.seeds}")
+    for r in report.settings:
+        auc, d = r.metrics["roc_auc"], (r.delta_vs_real or {}).get("roc_auc")
+        table.add_row(r.phase, r.setting, f"{r.n_train_real}+{r.n_train_synthetic}",
+                      f"{auc.mean:.3f} [{auc.ci95[0]:.3f}, {auc.ci95[1]:.3f}]",
+                      f"{r.metrics['pr_auc'].mean:.3f}", f"{r.metrics['f1'].mean:.3f}",
+                      f"{d.diff:+.3f} [{d.ci95[0]:+.3f}, {d.ci95[1]:+.3f}]" if d else "—")
+    return table
+
+
+def _warn_cpu_finetune(quick: bool, limit: int | None) -> None:
+    import torch
+
+    if quick or torch.cuda.is_available():
+        return
+    _err.print(f"[yellow]warning:[/] full fine-tuning without a GPU trains at about "
+               f"{CPU_TRAIN_SAMPLES_PER_S:g} samples/s here: one setting x one seed on ~1,200 "
+               f"trials x 5 epochs takes ~50 min{' (capped by --limit)' if limit else ''}. "
+               "Use --quick for minutes, or --limit for a smoke run.", highlight=False)
+
+
+def eval_command(
+    synthetic: Annotated[Path, typer.Option(
+        "--synthetic", help="reports.jsonl written by `trialwright generate`")],
+    real: Annotated[Path | None, typer.Option(
+        "--real", help="TOP data folder (default: the configured data_dir/top)")] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", help="writes metrics.json, predictions.csv, card.md, card.html")
+    ] = Path("runs/eval"),
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="frozen encoder + logistic regression (CPU minutes) instead of a full "
+                        "fine-tune")] = False,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="local folder, 'package:<module>', or a hub name already in the local "
+                        "cache (e.g. dmis-lab/biobert-base-cased-v1.2); default: the packaged "
+                        "all-MiniLM-L6-v2")] = None,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="training seeds per setting")] = 3,
+    phase: Annotated[str, typer.Option("--phase", help="TOP phase: I, II, III or all")] = "all",
+    limit: Annotated[int | None, typer.Option(
+        "--limit", min=10, help="smoke runs: at most this many rows per training/test set")
+    ] = None,
+) -> None:
+    """Fine-tune and score an outcome classifier on real, synthetic and hybrid trials."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # evaluation never downloads a model
+    from eval.synthetic_reports import EvalInputError
+    from eval.utility import UtilityConfig, run_utility_eval
+    from eval.utility_card import write_utility_card
+    from tools.encoder import EncoderError
+    from tools.settings import load_settings
+    from tools.trials import DataError
+    from tools.writer import write_json_atomic
+
+    phases = _parse_phases(phase)
+    try:
+        settings = load_settings()
+        config = UtilityConfig(mode="quick" if quick else "finetune", model=model,
+                               seeds=list(range(seeds)), phases=phases, limit=limit)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise _fail(f"invalid setting '{'.'.join(map(str, first['loc']))}': {first['msg']}"
+                    ) from None
+    _warn_cpu_finetune(quick, limit)
+    try:
+        report, predictions = run_utility_eval(
+            config, real or settings.top_dir, synthetic, settings=settings,
+            work_dir=out / ".work", log=lambda msg: _err.print(f"[dim]{msg}[/]", highlight=False))
+    except (EvalInputError, DataError, EncoderError) as exc:
+        raise _fail(str(exc)) from None
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "metrics.json", report.model_dump(mode="json"))
+    write_predictions(predictions, out / "predictions.csv")
+    md, html_path = write_utility_card(report, out)
+    _out.print(_summary_table(report))
+    _out.print(f"metrics: {out / 'metrics.json'}\ncard:    {html_path} (+ {md.name})")

@@ -1,0 +1,99 @@
+"""Read the `reports.jsonl` that `trialwright generate` writes into classifier examples.
+
+eval/ never imports the generator: the file is the contract. Strict like the TOP loader: a bad
+line is an `EvalInputError` naming the file and line. Rejected reports are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from eval.classifier_text import ClassifierExample, make_example
+from tools.trials import NCT_ID, PHASES, normalise_phase
+
+
+class EvalInputError(ValueError):
+    """Bad evaluation input; the message names the file (and line, where there is one)."""
+
+    def __init__(self, file: Path | str, message: str, line: int | None = None):
+        self.file, self.line = str(file), line
+        super().__init__(f"{file}{f', line {line}' if line is not None else ''}: {message}")
+
+
+class SyntheticFileSummary(BaseModel):
+    file: str
+    lines: int
+    accepted: int
+    skipped_not_accepted: int
+
+
+def _criteria(report: dict[str, Any]) -> str:
+    """TOP-format criteria; rebuilt from the lists when an older file lacks the joined text."""
+    if report.get("criteria"):
+        return str(report["criteria"])
+    inc = "\n".join(f"  - {c}" for c in report.get("inclusion_criteria") or [])
+    exc = "\n".join(f"  - {c}" for c in report.get("exclusion_criteria") or [])
+    return f"Inclusion Criteria:\n{inc}\n\nExclusion Criteria:\n{exc}"
+
+
+def linked_ids(record: dict[str, Any]) -> list[str]:
+    """Every real NCT id a synthetic record was drawn from: anchor, evidence, cited or named ids."""
+    prov = record.get("provenance") or {}
+    ids = [(prov.get("spec") or {}).get("anchor_id")]
+    ids += [e.get("nctid") for e in prov.get("evidence") or [] if isinstance(e, dict)]
+    for reason in (record.get("rationale") or {}).get("reasons") or []:
+        ids += reason.get("evidence_ids") or []
+    ids += NCT_ID.findall(json.dumps(record.get("report") or {}))
+    return sorted({str(i).upper() for i in ids if i})
+
+
+def example_from_record(record: dict[str, Any], file: Path, line: int) -> ClassifierExample:
+    report = record.get("report")
+    if not isinstance(report, dict):
+        raise EvalInputError(file, "accepted record has no 'report' object", line)
+    missing = [k for k in ("phase", "diseases", "drugs") if k not in report]
+    if missing or not (report.get("criteria") or report.get("inclusion_criteria")):
+        raise EvalInputError(file, f"report lacks {', '.join(missing) or 'criteria'}", line)
+    label = record.get("label", report.get("label"))
+    if label not in (0, 1):
+        raise EvalInputError(file, f"label must be 0 or 1, got {label!r}", line)
+    phase = normalise_phase(str(report["phase"]))
+    if phase not in PHASES:
+        raise EvalInputError(file, f"unknown phase {report['phase']!r}", line)
+    return make_example(str(record.get("id") or f"line-{line}"), "synthetic", label, phase,
+                        report["diseases"], report["drugs"], _criteria(report),
+                        linked_ids(record))
+
+
+def read_synthetic(file: Path) -> tuple[list[ClassifierExample], SyntheticFileSummary]:
+    """Accepted reports of a generate run as examples; any malformed line is an error."""
+    file = Path(file)
+    if not file.is_file():
+        raise EvalInputError(file, "synthetic reports file not found")
+    examples: list[ClassifierExample] = []
+    lines = skipped = 0
+    for line_no, raw in enumerate(file.read_bytes().splitlines(), start=1):
+        if not raw.strip():
+            continue
+        lines += 1
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise EvalInputError(file, "not valid UTF-8", line_no) from None
+        except json.JSONDecodeError as exc:
+            raise EvalInputError(file, f"not valid JSON ({exc.msg}, column {exc.colno})",
+                                 line_no) from None
+        if not isinstance(record, dict):
+            raise EvalInputError(file, "expected a JSON object", line_no)
+        if record.get("status", "accepted") != "accepted":
+            skipped += 1
+            continue
+        examples.append(example_from_record(record, file, line_no))
+    if not lines:
+        raise EvalInputError(file, "no reports in the file")
+    return examples, SyntheticFileSummary(file=str(file), lines=lines, accepted=len(examples),
+                                          skipped_not_accepted=skipped)
