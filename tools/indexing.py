@@ -49,6 +49,10 @@ def index_trials(trials: Sequence[Trial], encoder: Encoder, store: VectorStore,
         store_s += time.perf_counter() - s0
         if on_batch:
             on_batch(len(chunk))
+    if todo:
+        s0 = time.perf_counter()
+        store.optimize()  # builds the HNSW index where the corpus is big enough to need one
+        store_s += time.perf_counter() - s0
     return IndexStats(trials=len(trials), indexed=len(todo), skipped=len(trials) - len(todo),
                       encode_seconds=round(encoder.encode_seconds - enc0, 3),
                       store_seconds=round(store_s, 3),

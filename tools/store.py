@@ -260,9 +260,10 @@ class EdgeStore(_BaseStore):
 
     Points land in an appendable segment searched exactly; call `optimize()` after a bulk load
     to build HNSW (m=16, ef_construct=100; searched with hnsw_ef=128). bench/retrieval.py at
-    100k x 384 (real embeddings + perturbed copies, 2 busy cores): exact p50 ~16 ms; HNSW
-    phase+label-filtered p50 1.0 / p95 3.9 ms, recall@10 0.975 (unfiltered 0.994); build
-    2-4 min. hnsw_ef=64 lost filtered recall (0.91). Small collections (a few thousand trials)
+    100k x 384 (real embeddings + perturbed copies, 2 cores shared with other jobs): exact
+    p50 11-16 ms; HNSW phase+label-filtered p50 0.8-1.0 ms, p95 3.9-6.7 ms (the tail is CPU
+    contention: ~0.8-1.0 ms CPU per query), recall@10 0.975-0.995; build 3-4 min.
+    hnsw_ef=64 lost filtered recall (0.91). Small collections (a few thousand trials)
     stay below the indexing threshold: optimize() builds nothing and exact search is ~1-2 ms.
     Thread-safe; one process at a time (the WAL is locked).
     """
