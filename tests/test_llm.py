@@ -51,3 +51,15 @@ def test_response_format_modes():
     assert response_format(Outcome, "json_schema")["json_schema"]["schema"]["title"] == "Outcome"
     assert response_format(Outcome, "json_object") == {"type": "json_object"}
     assert response_format(Outcome, "none") is None
+
+
+def test_constrained_schema_narrows_only_the_named_fields():
+    from tools.schema import Rationale, SyntheticTrial, constrained_schema
+
+    s = constrained_schema(SyntheticTrial, {"label": [1], "phase": ["phase 2"], "drugs": ["x"]})
+    assert s["properties"]["label"]["enum"] == [1]
+    assert s["properties"]["drugs"]["items"] == {"enum": ["x"]}
+    assert s["$defs"]["Arm"]["properties"]["label"]["type"] == "string"  # an arm's label is prose
+    r = constrained_schema(Rationale, {"evidence_ids": ["NCT00000001"]})
+    assert r["$defs"]["Reason"]["properties"]["evidence_ids"]["items"] == {"enum": ["NCT00000001"]}
+    assert "enum" not in constrained_schema(SyntheticTrial)["properties"]["title"]

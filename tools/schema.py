@@ -185,12 +185,13 @@ def constrained_schema(model: type[BaseModel], allowed: Allowed | None = None) -
     if not allowed:
         return schema
     schema = copy.deepcopy(schema)
-    holders = [schema, *schema.get("$defs", {}).values()]
     for name, options in allowed.items():
+        # A top-level field wins; only fields absent there are looked up in sub-models, so a
+        # sub-model's same-named field (an arm's `label`) is never narrowed by mistake.
+        holders = [schema] if name in schema.get("properties", {}) else [
+            d for d in schema.get("$defs", {}).values() if name in d.get("properties", {})]
         for holder in holders:
-            prop = holder.get("properties", {}).get(name)
-            if prop is None:
-                continue
+            prop = holder["properties"][name]
             enum = {"enum": list(options)}
             if prop.get("type") == "array":
                 prop["items"] = enum
