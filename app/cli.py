@@ -14,11 +14,12 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tools.settings import Settings, load_settings
+from tools.settings import ConfigFileError, Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Synthetic, outcome-labelled clinical-trial reports grounded in real trials.")
@@ -52,6 +53,15 @@ def user_errors():
         name = ".".join(map(str, first["loc"]))
         err.print(f"[bold red]error:[/] invalid setting '{name}' (TRIALWRIGHT_{name.upper()}, "
                   f".env or trialwright.toml): {first['msg']}", highlight=False)
+        raise typer.Exit(2) from None
+    except SettingsError as e:
+        # pydantic-settings names the field; say which variable carries it.
+        field = str(e).split("field ")[-1].split(" ")[0].strip('"\'')
+        err.print(f"[bold red]error:[/] invalid setting '{field}' (TRIALWRIGHT_{field.upper()}): "
+                  f"{e}", highlight=False)
+        raise typer.Exit(2) from None
+    except ConfigFileError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
         raise typer.Exit(2) from None
     except tomllib.TOMLDecodeError as e:
         err.print(f"[bold red]error:[/] {os.environ.get('TRIALWRIGHT_CONFIG', 'trialwright.toml')}"

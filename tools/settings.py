@@ -23,6 +23,10 @@ from pydantic_settings import (
 _DEFAULT_DATA = Path("../shared/data")
 
 
+class ConfigFileError(ValueError):
+    """The configured settings file cannot be read."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TRIALWRIGHT_",
@@ -121,6 +125,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_file = os.environ.get("TRIALWRIGHT_CONFIG", "trialwright.toml")
+        if "TRIALWRIGHT_CONFIG" in os.environ and not Path(toml_file).is_file():
+            raise ConfigFileError(f"TRIALWRIGHT_CONFIG names {toml_file}, which does not exist")
         return (
             init_settings,
             env_settings,

@@ -13,6 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tools.trials import DataError
+
+
+class JsonlError(DataError):
+    """An output file that cannot be resumed from: a bad line that is not a torn last line."""
+
 
 class JsonlWriter:
     def __init__(self, path: Path, key: str = "id"):
@@ -26,14 +32,26 @@ class JsonlWriter:
             return 0
         data = self.path.read_bytes()
         keep = data if data.endswith(b"\n") or not data else data[: data.rfind(b"\n") + 1]
-        for line in keep.splitlines():
+        for n, line in enumerate(keep.splitlines(), start=1):
             if line.strip():
-                self.ids.add(str(json.loads(line)[self.key]))
+                self.ids.add(self._record_id(line, n))
         if len(keep) != len(data):  # a torn last line from a crash: drop it
             with self.path.open("r+b") as fh:
                 fh.truncate(len(keep))
                 os.fsync(fh.fileno())
         return len(data) - len(keep)
+
+    def _record_id(self, line: bytes, n: int) -> str:
+        """The id of one whole line; a complete bad line is refused, never silently dropped."""
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise JsonlError(self.path, f"line {n}: not UTF-8") from None
+        except json.JSONDecodeError as err:
+            raise JsonlError(self.path, f"line {n}: not valid JSON ({err.msg})") from None
+        if not isinstance(rec, dict) or self.key not in rec:
+            raise JsonlError(self.path, f"line {n}: record has no '{self.key}'", field=self.key)
+        return str(rec[self.key])
 
     def write(self, record: dict[str, Any]) -> bool:
         """Append one record unless its id is already in the file; True if written."""
