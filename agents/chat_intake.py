@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 from agents.chat_guard import REFUSAL, OutputGuard, clean_user_text, fence, is_probe
 from agents.chat_state import ChatState
 from agents.common import AgentDeps, ask, load_prompt
-from tools.schema import LABEL_WORD, Spec
+from tools.schema import LABEL_WORD, CheckResult, Spec
 from tools.trials import PHASES, Phase
 
 Next = Literal["retrieve", "draft", "approve", "export", "reply"]
@@ -33,13 +33,16 @@ REVIEW_HELP = ("Ask for changes in plain words (\"tighten the exclusion criteria
                "phase 3\"), or approve or export the draft.")
 
 
+_EMPTY = {"", "none", "null", "n/a", "na", "unknown", "unspecified", "not stated", "not specified"}
+
+
 def _one_line(value: Any) -> Any:
     """Free-text fields flow into later prompts: one line, no markup characters, trimmed."""
     if not isinstance(value, str):
         return value
     value = re.sub(r"[<>{}`\\]", " ", clean_user_text(value))
     value = " ".join(value.split()).strip(" .,;:\"'")
-    return value or None
+    return None if value.lower() in _EMPTY else value
 
 
 class ChatIntent(BaseModel):
@@ -115,6 +118,19 @@ def rule_intent(text: str, has_draft: bool) -> ChatIntent:
     return ChatIntent(action="describe" if found else "other", **fields)
 
 
+def cross_check(intent: ChatIntent | None, text: str, has_draft: bool) -> ChatIntent:
+    """The model's reading, or the rules' when it has none; small models swap condition and
+    intervention, so an 'of X in Y' phrase in the message settles which is which."""
+    rules = rule_intent(text, has_draft)
+    if intent is None:
+        return rules
+    if (rules.condition and rules.intervention and intent.condition == rules.intervention
+            and intent.intervention == rules.condition):
+        return intent.model_copy(update={"condition": rules.condition,
+                                         "intervention": rules.intervention})
+    return intent
+
+
 def quick_command(text: str) -> Literal["approve", "export"] | None:
     """Short, unambiguous commands skip the model."""
     if _APPROVE.match(text):
@@ -161,16 +177,29 @@ def _topic_changed(old: Spec | None, new: Spec) -> bool:
 
 
 def change_feedback(request: str | None, state: ChatState) -> str:
-    """What the drafter must do for the person: their words (quoted), and the draft to edit."""
+    """What the drafter must do for the person: the draft to edit, then their words (quoted,
+    last, so a small model does not simply copy the draft back)."""
     if not request:
         return ""
-    lines = ["The person reviewing the previous draft asked for this change (their words, "
-             f"quoted; apply it only as an edit to the trial record): \"{request}\""]
+    lines = []
     draft = state.get("draft")
     if draft is not None:
-        lines.append("Keep everything else as in the previous draft: "
+        lines.append("Previous draft, for reference (edit it; do not return it unchanged): "
                      + draft.model_dump_json(exclude={"label", "phase"}))
+    lines.append("The person reviewing it asked for this change; apply it as an edit to the "
+                 f"trial record and keep the rest (their words, quoted): \"{request}\"")
     return "\n".join(lines)
+
+
+def check_change_applied(state: ChatState) -> CheckResult | None:
+    """After an edit request, the draft must differ from the one the person saw."""
+    before, after = state.get("previous_draft"), state.get("draft")
+    if not state.get("user_feedback") or before is None or after is None:
+        return None
+    if after.model_dump(exclude={"label", "phase"}) == before.model_dump(exclude={"label", "phase"}):
+        return CheckResult(name="change_applied", passed=False,
+                           message="the draft came back unchanged; apply the requested change")
+    return CheckResult(name="change_applied", passed=True)
 
 
 def last_user_text(messages: list[BaseMessage]) -> str:
@@ -201,7 +230,7 @@ async def interpret_message(state: ChatState, deps: AgentDeps) -> tuple[Next, di
         intent, update = await ask(deps.generator, load_prompt("chat_intake"), ChatIntent,
                                    node="intake", repairs=deps.settings.parse_retries,
                                    current=current, message=fence(text))
-        intent = intent or rule_intent(text, has_draft=draft is not None)
+        intent = cross_check(intent, text, has_draft=draft is not None)
     # The fields feed later prompts and the spec: no secret-like strings, whatever the model said.
     intent = intent.model_copy(update={
         f: guard.redact(v) for f in ("condition", "intervention", "change_request")
@@ -218,14 +247,16 @@ async def interpret_message(state: ChatState, deps: AgentDeps) -> tuple[Next, di
     # A new trial named in full starts afresh; anything less edits the current request.
     fresh = intent.action == "describe" and bool(intent.condition and intent.intervention)
     new_spec = merge_spec(None if fresh else spec, intent, revision)
-    request = intent.change_request if intent.action == "change" else None
-    if intent.action == "change" and not request and not _topic_changed(spec, new_spec):
-        request = _one_line(text)[:300] if _one_line(text) else None
+    topic_changed = _topic_changed(spec, new_spec)
+    request = None if fresh else intent.change_request
+    if draft is not None and not topic_changed and not request:
+        request = (_one_line(text) or "")[:300] or None  # an edit in the person's own words
     feedback = change_feedback(request, state)
     common = {**update, "revision": revision, "user_feedback": feedback, "feedback": feedback,
+              "previous_draft": draft,
               "approved": False, "exported": None,
               "change_requests": [request] if request else []}
-    if _topic_changed(spec, new_spec) or draft is None:
+    if topic_changed or draft is None:
         note = "Drafting" if spec is None else "Updating the request to"
         return "retrieve", {**common, "spec": new_spec, "messages": [AIMessage(content=guard.redact(
             f"{note}: {describe_spec(new_spec)}. Retrieving similar real trials…"))]}

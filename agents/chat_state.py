@@ -13,11 +13,13 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 
 from agents.state import ReportState
+from tools.schema import SyntheticTrial
 
 
 class ChatState(ReportState, total=False):
     messages: Annotated[list[AnyMessage], add_messages]  # what the person and the assistant said
     change_requests: Annotated[list[str], operator.add]  # the person's edits, for the export
+    previous_draft: SyntheticTrial | None  # the draft the person saw when asking for an edit
     user_feedback: str  # this turn's request, kept when the critic adds its own findings
     auto_left: int  # self-corrections the critic may still ask for in this turn
     approved: bool

@@ -18,7 +18,7 @@ from rich.table import Table
 
 PHASE_CHOICES = {"i": ["I"], "1": ["I"], "ii": ["II"], "2": ["II"], "iii": ["III"], "3": ["III"],
                  "all": ["I", "II", "III"]}
-CPU_TRAIN_SAMPLES_PER_S = 2.0  # MiniLM at 512 tokens on 2 cores (bench/results/finetune.json)
+CPU_TRAIN_SAMPLES_PER_S = 0.9  # MiniLM at 512 tokens on 2 cores (bench/results/finetune.json)
 
 _out = Console()
 _err = Console(stderr=True, soft_wrap=True)
@@ -27,6 +27,16 @@ _err = Console(stderr=True, soft_wrap=True)
 def _fail(message: str) -> typer.Exit:
     _err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(2)
+
+
+def _parse_ratios(ratios: str) -> list[float]:
+    try:
+        values = [float(r) for r in ratios.split(",") if r.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        raise _fail(f"--ratios {ratios!r}: expected positive numbers, e.g. 0.25,0.5,1")
+    return values
 
 
 def _parse_phases(phase: str) -> list[str]:
@@ -61,10 +71,12 @@ def _warn_cpu_finetune(quick: bool, limit: int | None) -> None:
 
     if quick or torch.cuda.is_available():
         return
-    _err.print(f"[yellow]warning:[/] full fine-tuning without a GPU trains at about "
-               f"{CPU_TRAIN_SAMPLES_PER_S:g} samples/s here: one setting x one seed on ~1,200 "
-               f"trials x 5 epochs takes ~50 min{' (capped by --limit)' if limit else ''}. "
-               "Use --quick for minutes, or --limit for a smoke run.", highlight=False)
+    hours = 1200 * 5 / CPU_TRAIN_SAMPLES_PER_S / 3600
+    _err.print(f"[yellow]warning:[/] no GPU: MiniLM fine-tunes at about "
+               f"{CPU_TRAIN_SAMPLES_PER_S:g} samples/s at 512 tokens on 2 CPU cores, so one "
+               f"setting x one seed on ~1,200 trials x 5 epochs takes ~{hours:.0f} h (BERT-base "
+               f"~5x longer){' before the --limit cap' if limit else ''}. Use --quick for "
+               "minutes, or --limit for a smoke run.", highlight=False)
 
 
 def eval_command(
@@ -87,6 +99,9 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(
         "--limit", min=10, help="smoke runs: at most this many rows per training/test set")
     ] = None,
+    ratios: Annotated[str, typer.Option(
+        "--ratios", help="synthetic:real row ratios of the hybrid settings, comma-separated")
+    ] = "0.25,0.5,1",
 ) -> None:
     """Fine-tune and score an outcome classifier on real, synthetic and hybrid trials."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # evaluation never downloads a model
@@ -98,11 +113,12 @@ def eval_command(
     from tools.trials import DataError
     from tools.writer import write_json_atomic
 
-    phases = _parse_phases(phase)
+    phases, hybrid_ratios = _parse_phases(phase), _parse_ratios(ratios)
     try:
         settings = load_settings()
         config = UtilityConfig(mode="quick" if quick else "finetune", model=model,
-                               seeds=list(range(seeds)), phases=phases, limit=limit)
+                               seeds=list(range(seeds)), phases=phases, limit=limit,
+                               hybrid_ratios=hybrid_ratios)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise _fail(f"invalid setting '{'.'.join(map(str, first['loc']))}': {first['msg']}"

@@ -26,9 +26,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from eval.classifier_model import resolve_classifier_model  # noqa: E402
+from eval.classifier_model import resolve_classifier_model
 
 RESULTS = Path(__file__).parent / "results" / "finetune.json"
 LENGTHS = (256, 512)
@@ -52,7 +52,10 @@ def _sync(device: str) -> None:
 
 def measure(model_dir: str, device: str, length: int, batch: int, steps: int) -> dict:
     from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # the new head's "MISSING weights" report is expected
+    hf_logging.disable_progress_bar()
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=2).to(device)
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()

@@ -8,9 +8,11 @@
 (c) inputs: 30 malformed input files through the `trialwright` CLI (TOP CSVs for `index`,
     the run folder's JSONL/JSON for `generate`'s resume, TOML / .env / environment settings):
     each must exit non-zero with one clear line naming the file or field, no traceback, and
-    leave every existing output byte-identical (sha256 of the store, cache and run folder).
+    leave every existing output byte-identical (sha256 of the store, cache and run folder);
+(d) ray: the Ray backend's overhead per report vs asyncio on the 200 ms fake LLM, and the Ray
+    driver killed with SIGKILL mid-batch, then resumed (also -> results/generation_ray.json).
 
-    python bench/reliability.py [--quick] [--only faults,kill9,inputs]
+    python bench/reliability.py [--quick] [--only faults,kill9,inputs,ray]
     python bench/reliability.py worker OUT N BASE_URL   (the killable batch, used by (b))
 """
 
@@ -39,14 +41,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.common import AgentDeps  # noqa: E402
-from graph.batch import run_batch  # noqa: E402
-from tools.fakes import FixedStore, HashEncoder  # noqa: E402
-from tools.fault_server import FAULTS, FaultPlan, FaultServer  # noqa: E402
-from tools.llm import chat_endpoint  # noqa: E402
-from tools.schema import Spec  # noqa: E402
-from tools.settings import Settings  # noqa: E402
-from tools.writer import read_jsonl  # noqa: E402
+from agents.common import AgentDeps
+from graph.batch import run_batch
+from tools.fakes import FixedStore, HashEncoder
+from tools.fault_server import FAULTS, FaultPlan, FaultServer
+from tools.llm import chat_endpoint
+from tools.schema import Spec
+from tools.settings import Settings
+from tools.writer import read_jsonl
 
 RESULTS = ROOT / "bench" / "results" / "reliability.json"
 DATA = (ROOT / Settings().data_dir).resolve()
@@ -166,16 +168,20 @@ def kill_run(n: int, kills: int, seed: int = 0) -> dict:
     plan = FaultPlan.mixed(0.2, seed=seed, hang_s=1.0, retry_after_s=0.05, latency_s=0.05)
     points = []
     with tempfile.TemporaryDirectory() as tmp, FaultServer(plan) as srv:
-        out = Path(tmp)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "worker", str(out), str(n),
+        out = Path(tmp) / "run"
+        code = snapshot_source(ROOT, Path(tmp) / "src")  # resumes must see the same prompts
+        cmd = [sys.executable, str(code / "bench" / "reliability.py"), "worker", str(out), str(n),
                srv.base_url]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "PYTHONPATH": str(code), "HF_HUB_OFFLINE": "1"}
         files = (out / "reports.jsonl", out / "rejected.jsonl")
         for i in range(kills):
             before = sum(len(_ids(f)) for f in files)
-            wait_for = rng.randint(1, max(1, (n - before) // (kills - i + 1)))
-            extra_delay = round(rng.uniform(0.0, 0.4), 3)
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            # Most kills wait for a few new records (so they land mid-batch, not at start-up);
+            # some are purely timed, which also hits start-up, resume and checkpoint reads.
+            timed_kill = rng.random() < 0.3
+            wait_for = 0 if timed_kill else rng.randint(1, max(1, (n - before) // (kills - i + 1)))
+            extra_delay = round(rng.uniform(0.5, 4.0) if timed_kill else rng.uniform(0.0, 0.4), 3)
+            proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE)
             t0 = time.time()
             while (time.time() - t0 < 90 and proc.poll() is None
@@ -188,7 +194,7 @@ def kill_run(n: int, kills: int, seed: int = 0) -> dict:
             stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
             written = [x for f in files for x in _ids(f)]
             points.append({
-                "kill": i + 1, "after_s": round(time.time() - t0, 2),
+                "kill": i + 1, "timed": timed_kill, "after_s": round(time.time() - t0, 2),
                 "written_before": before, "written_at_kill": len(written),
                 "finished_before_kill": finished_first,
                 "torn_last_line": any(_torn(f) for f in files),
@@ -197,7 +203,8 @@ def kill_run(n: int, kills: int, seed: int = 0) -> dict:
                 "worker_crashed": "Traceback" in stderr and not finished_first,
             })
         t0 = time.time()
-        final = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300)
+        final = subprocess.run(cmd, cwd=code, env=env, capture_output=True, timeout=300,
+                               check=False)
         figures = tally(out, batch)
         run = json.loads((out / "run.json").read_text())
     return {**figures, "kills": kills, "kill_points": points,
@@ -328,14 +335,26 @@ def tree_hash(*roots: Path) -> dict[str, str]:
 
 def _cli(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def prepare_workdir(root: Path) -> dict[str, str]:
+def snapshot_source(src: Path, dst: Path) -> Path:
+    """Copy the packages the CLI runs from, so edits made meanwhile (a prompt changed in the
+    working tree changes the run fingerprint) cannot change the answer half-way."""
+    for pkg in ("tools", "agents", "graph", "eval", "app"):
+        if (src / pkg).is_dir():
+            shutil.copytree(src / pkg, dst / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (dst / "bench").mkdir(exist_ok=True)
+    shutil.copy2(Path(__file__).resolve(), dst / "bench" / "reliability.py")
+    return dst
+
+
+def prepare_workdir(root: Path, src: Path = ROOT) -> dict[str, str]:
     """A real 40-trial slice, indexed with the real encoder, and a finished fake-LLM run."""
     (root / "data" / "top").mkdir(parents=True)
     (root / "data" / "top" / TOP_FILE).write_bytes(to_csv(real_rows()))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
+    code = snapshot_source(src, root / "src")
+    env = {**os.environ, "PYTHONPATH": str(code), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1", "TRIALWRIGHT_DATA_DIR": str(root / "data"),
            "TRIALWRIGHT_TOP_FILES": json.dumps([TOP_FILE]),
            "TRIALWRIGHT_STORE_PATH": str(root / "store"),
@@ -391,19 +410,130 @@ def run_case(case: Case, root: Path, env: dict[str, str], rows: list[list[str]])
             "wall_s": round(wall, 2)}
 
 
-def input_run(cases: list[Case]) -> dict:
+def input_run(cases: list[Case], src: Path = ROOT) -> dict:
     rows = real_rows()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        env = prepare_workdir(root)
+        env = prepare_workdir(root, src)
         shutil.copytree(root / "run", root / "run.pristine")
         results = [run_case(c, root, env, rows) for c in cases]
-    return {"files": len(results), "by_kind": dict(Counter(r["kind"] for r in results)),
+    return {"source": str(src), "files": len(results), "by_kind": dict(Counter(r["kind"] for r in results)),
             "clear_errors": sum(r["clear"] for r in results),
             "non_zero_exit": sum(r["exit_code"] != 0 for r in results),
             "outputs_untouched": sum(r["outputs_untouched"] for r in results),
             "crashes": sum(r["traceback"] for r in results),
             "not_clear": [r["case"] for r in results if not r["clear"]], "cases": results}
+
+
+# --- (d) Ray backend: overhead per report vs asyncio, and kill -9 of the driver ----------------
+
+def ray_run(n_wide: int = 32, kills: int = 2) -> dict:
+    """Both back-ends on the 200 ms fake LLM (3 calls per accepted report)."""
+    import ray
+
+    from graph.ray_backend import FakeDeps, WorkerDeps, run_batch_ray
+    from tools.fakes import FakeSchemaChat
+    from tools.llm import ChatEndpoint
+
+    latency, rows = 0.2, []
+
+    def asyncio_deps() -> AgentDeps:
+        ep = ChatEndpoint(chat=FakeSchemaChat(latency_s=latency), model_id="fake")
+        return AgentDeps(settings=Settings(k_evidence=2), generator=ep, judge=ep,
+                         store=FixedStore(), encoder=HashEncoder())  # type: ignore[arg-type]
+
+    def row(backend: str, n: int, c: int, wall: float, note: str = "") -> dict:
+        ideal = n * 3 * latency / c
+        return {"backend": backend, "reports": n, "concurrency": c, "wall_s": round(wall, 3),
+                "ideal_s": round(ideal, 3), "overhead_per_report_ms": round(1000 * (wall - ideal) / n, 1),
+                "reports_per_s": round(n / wall, 2), "note": note}
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}})
+    init_s = time.perf_counter() - t0
+    try:
+        for n, c in ((8, 1), (n_wide, 8)):
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                asyncio.run(run_batch(specs(n), asyncio_deps(), Path(tmp), concurrency=c))
+                rows.append(row("asyncio", n, c, time.perf_counter() - t0))
+            factory = FakeDeps(latency_s=latency)
+            wdeps = WorkerDeps.like(factory(), factory)
+            for note in ("cold: starts worker processes", "warm: workers running"):
+                with tempfile.TemporaryDirectory() as tmp:
+                    t0 = time.perf_counter()
+                    summary = run_batch_ray(specs(n), wdeps, Path(tmp), max_in_flight=c,
+                                            num_cpus_per_task=(os.cpu_count() or 1) / max(c, 1))
+                    rows.append(row("ray", n, c, time.perf_counter() - t0, note))
+                    assert summary["accepted"] == n, summary
+    finally:
+        ray.shutdown()
+    return {"llm_latency_s": latency, "ray_init_s": round(init_s, 2), "runs": rows,
+            "driver_kill9": ray_kill_run(24, kills) if kills else None}
+
+
+def ray_kill_run(n: int, kills: int, seed: int = 0) -> dict:
+    """SIGKILL the Ray driver mid-batch `kills` times (its local Ray goes with it), resume."""
+    rng = random.Random(seed)
+    batch = specs(n)
+    points = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        code = snapshot_source(ROOT, Path(tmp) / "src")
+        cmd = [sys.executable, str(code / "bench" / "reliability.py"), "ray-worker", str(out), str(n)]
+        env = {**os.environ, "PYTHONPATH": str(code), "HF_HUB_OFFLINE": "1"}
+        files = (out / "reports.jsonl", out / "rejected.jsonl")
+        for i in range(kills):
+            before = sum(len(_ids(f)) for f in files)
+            wait_for = rng.randint(2, 6)
+            proc = subprocess.Popen(cmd, cwd=code, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+            t0 = time.time()
+            while (time.time() - t0 < 120 and proc.poll() is None
+                   and sum(len(_ids(f)) for f in files) < before + wait_for):
+                time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            written = [x for f in files for x in _ids(f)]
+            time.sleep(3)  # the local Ray started by the driver should notice it is gone
+            left = _session_pids(proc.pid)
+            for pid in left:  # clean up what did not exit by itself (only this session's)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            points.append({"kill": i + 1, "after_s": round(time.time() - t0, 2),
+                           "written_before": before, "written_at_kill": len(written),
+                           "checkpoint_files": len(list((out / "ray-checkpoints").glob("*.sqlite"))),
+                           "ray_processes_left_after_3s": len(left)})
+        final = subprocess.run(cmd, cwd=code, env=env, capture_output=True, timeout=300,
+                               check=False)
+        figures = tally(out, batch)
+        run = json.loads((out / "run.json").read_text())
+    return {**figures, "kill_points": points, "final_exit_code": final.returncode,
+            "sessions": run["sessions"], "crashes": int(final.returncode != 0)}
+
+
+def _session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids
+
+
+def ray_worker(out: Path, n: int) -> None:
+    from graph.ray_backend import FakeDeps, WorkerDeps, run_batch_ray
+
+    factory = FakeDeps(latency_s=0.2)
+    run_batch_ray(specs(n), WorkerDeps.like(factory(), factory), out, max_in_flight=4,
+                  init_kwargs={"num_cpus": 2, "runtime_env": {"env_vars": {
+                      "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))}}})
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -412,12 +542,18 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         worker(Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "ray-worker":
+        ray_worker(Path(sys.argv[2]), int(sys.argv[3]))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="faults,kill9,inputs")
+    ap.add_argument("--only", default="faults,kill9,inputs,ray")
+    ap.add_argument("--src", type=Path, default=ROOT,
+                    help="checkout whose CLI meets the malformed inputs (e.g. a patched copy)")
+    ap.add_argument("--results", type=Path, default=RESULTS)
     args = ap.parse_args()
     parts = set(args.only.split(","))
-    results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results: dict = json.loads(args.results.read_text()) if args.results.exists() else {}
     if "faults" in parts:
         results["faults_20pct"] = fault_run(40 if args.quick else 200, 0.2, concurrency=16)
         print("faults:", json.dumps({k: results["faults_20pct"][k] for k in (
@@ -427,13 +563,23 @@ def main() -> None:
         print("kill9:", json.dumps({k: results["kill9"][k] for k in (
             "requested", "accepted", "rejected", "lost", "duplicated", "crashes",
             "kills_landing_mid_batch")}))
+    if "ray" in parts:
+        results["ray_backend"] = ray_run(16 if args.quick else 32, kills=2)
+        (RESULTS.parent / "generation_ray.json").write_text(json.dumps(results["ray_backend"], indent=2))
+        for r in results["ray_backend"]["runs"]:
+            print(f"{r['backend']:8s} c={r['concurrency']:>2} n={r['reports']:>3} wall {r['wall_s']:6.2f}s "
+                  f"ideal {r['ideal_s']:5.2f}s overhead {r['overhead_per_report_ms']:7.1f} ms/report {r['note']}")
+        print("ray driver kill -9:", json.dumps({k: v for k, v in results["ray_backend"]["driver_kill9"].items()
+                                                 if k != "kill_points"}))
     if "inputs" in parts:
-        results["malformed_inputs"] = input_run(CASES)
+        results["malformed_inputs"] = input_run(CASES, args.src.resolve())
         r = results["malformed_inputs"]
         print(f"inputs: {r['clear_errors']}/{r['files']} clear, {r['non_zero_exit']} non-zero, "
               f"{r['outputs_untouched']} untouched, {r['crashes']} tracebacks; "
               f"not clear: {r['not_clear']}")
     sections = [results[k] for k in ("faults_20pct", "kill9") if k in results]
+    if (results.get("ray_backend") or {}).get("driver_kill9"):
+        sections.append(results["ray_backend"]["driver_kill9"])
     mi = results.get("malformed_inputs", {})
     results["targets"] = {
         "lost": sum(s["lost"] for s in sections), "duplicated": sum(s["duplicated"] for s in sections),
@@ -444,9 +590,9 @@ def main() -> None:
     }
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                           "at": time.strftime("%Y-%m-%d %H:%M:%S")}
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(json.dumps(results["targets"]), f"\nwrote {RESULTS}")
+    args.results.parent.mkdir(exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["targets"]), f"\nwrote {args.results}")
 
 
 if __name__ == "__main__":

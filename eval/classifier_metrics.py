@@ -8,6 +8,8 @@ The numpy versions equal scikit-learn's exactly (ties included); a unit test hol
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import (
@@ -92,11 +94,15 @@ def bootstrap_seed_mean(y: np.ndarray, probs: np.ndarray,
     """Per draw in `idx` (B, n): each metric averaged over the seeds in `probs` (S, n) -> (B,)."""
     y, probs = np.asarray(y), np.atleast_2d(np.asarray(probs, dtype=float))
     per_seed = [batch_metrics(y[idx], seed_p[idx]) for seed_p in probs]
-    return {m: np.nanmean(np.stack([d[m] for d in per_seed]), axis=0) for m in METRICS}
+    with warnings.catch_warnings():  # a draw with one class has no AUC: NaN, left out of the CI
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {m: np.nanmean(np.stack([d[m] for d in per_seed]), axis=0) for m in METRICS}
 
 
 def percentile_ci(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    lo, hi = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)])
+    with warnings.catch_warnings():  # all-NaN draws (a one-class test set) give NaN bounds
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(draws, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
 
 

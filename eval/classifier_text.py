@@ -71,11 +71,12 @@ def build_text(phase: str, diseases: Iterable[str], drugs: Iterable[str], criter
 
 
 def make_example(uid: str, source: Source, label: int, phase: str, diseases: Iterable[str],
-                 drugs: Iterable[str], criteria: str, linked_ids: Iterable[str]) -> ClassifierExample:
+                 drugs: Iterable[str], criteria: str,
+                 linked_ids: Iterable[str]) -> ClassifierExample:
     """The only way examples are made, so real and synthetic texts cannot drift apart."""
     raw = compose_text(phase, diseases, drugs, criteria)
-    return ClassifierExample(uid=uid, source=source, label=label, phase=phase,  # type: ignore[arg-type]
-                             text=scrub_leaks(raw), linked_ids=list(linked_ids),
+    return ClassifierExample(uid=uid, source=source, label=label,  # type: ignore[arg-type]
+                             phase=phase, text=scrub_leaks(raw), linked_ids=list(linked_ids),
                              leaks_removed=len(find_leaks(raw)))
 
 

@@ -54,8 +54,10 @@ class FineTuner:
         datasets.disable_progress_bars()
         self.model_info, self.config = model, config or FineTuneConfig()
         self.tokenizer = AutoTokenizer.from_pretrained(model.path)
-        self.collator = DataCollatorWithPadding(self.tokenizer)
         self.cuda = torch.cuda.is_available()
+        # Dynamic padding; multiples of 8 suit tensor cores on a GPU.
+        self.collator = DataCollatorWithPadding(self.tokenizer,
+                                                pad_to_multiple_of=8 if self.cuda else None)
         self.bf16 = (self.cuda and torch.cuda.is_bf16_supported()
                      if self.config.bf16 is None else self.config.bf16)
         self.work_dir = work_dir

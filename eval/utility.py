@@ -8,6 +8,7 @@ Synthetic reports drawn from a test trial (anchor, retrieved evidence or cited i
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import platform
 import time
@@ -164,7 +165,7 @@ def synthetic_for_phase(synthetic: list[ClassifierExample], split: PhaseSplit,
         usable_positive_rate=float(labels(usable).mean()) if usable else None)
 
 
-class PhaseScorer:
+class PhaseMetrics:
     """Turns each setting's probabilities into metrics with CIs on shared bootstrap draws."""
 
     def __init__(self, phase: PhaseName, test: list[ClassifierExample], n_boot: int):
@@ -187,12 +188,14 @@ class PhaseScorer:
         fpr, tpr = mean_roc(self.y, scored.probs)
         return SettingResult(
             phase=self.phase, setting=name, kind=kind, description=description,
-            model_id=model_id, mode=mode, seeds=scored.seeds, synthetic_ratio=ratio,  # type: ignore[arg-type]
+            model_id=model_id, mode=mode,  # type: ignore[arg-type]
+            seeds=scored.seeds, synthetic_ratio=ratio,
             n_train_real=n_real, n_train_synthetic=n_synthetic, n_test=len(self.y),
             metrics=summary,
             per_seed=[{"seed": s, **d} for s, d in zip(scored.seeds or [None], per_seed,
                                                        strict=True)],
             roc=RocCurve(fpr=fpr, tpr=tpr), train_seconds=round(scored.seconds, 2),
+            train_losses=[[round(x, 4) for x in run] for run in scored.losses if run],
             notes=notes or [])
 
     def add_deltas(self, results: list[SettingResult]) -> None:
@@ -240,12 +243,12 @@ def evaluate_phase(split: PhaseSplit, synthetic: list[ClassifierExample], scorer
     usable, use = synthetic_for_phase(synthetic, split)
     usable = _cap(usable, config.limit)
     plans, skipped = plan_training(train, usable, config.hybrid_ratios, config.min_per_class)
-    judge = PhaseScorer(split.phase, test, config.n_bootstrap)
+    scoring = PhaseMetrics(split.phase, test, config.n_bootstrap)
     model_id = f"{model.name} ({config.mode})"
     results: list[SettingResult] = []
 
     def record(name: str, scored: Scored, **kw: Any) -> None:
-        results.append(judge.result(name, scored=scored, **kw))
+        results.append(scoring.result(name, scored=scored, **kw))
         for seed, probs in zip(scored.seeds or [None], scored.probs, strict=True):
             predictions.extend({"phase": split.phase, "setting": name, "seed": seed, "id": e.uid,
                                 "label": e.label, "prob": round(float(p), 6)}
@@ -279,17 +282,15 @@ def evaluate_phase(split: PhaseSplit, synthetic: list[ClassifierExample], scorer
                    model_id="HINT (published predictions)", mode="published", n_real=0,
                    n_synthetic=0, notes=["trained by its authors on the full upstream TOP "
                                          "training files, not on this run's rows"])
-    judge.add_deltas(results)
+    scoring.add_deltas(results)
     return PhaseData(split=split.summary, synthetic=use, skipped=skipped), results
 
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for pkg in ("torch", "transformers", "scikit-learn", "sentence-transformers", "datasets"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 

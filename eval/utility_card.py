@@ -68,18 +68,19 @@ def _png(fig: Any) -> bytes:
 
 
 def _colours(results: list[SettingResult]) -> list[str]:
-    """One colour per setting, the same in every plot: by kind, hybrids shaded by ratio."""
+    """One colour per setting, the same in every plot: by kind; more synthetic, darker green."""
     import matplotlib.colors as mcolors
+    from matplotlib import colormaps
 
+    hybrids = sorted({r.synthetic_ratio or 0.0 for r in results if r.kind == "hybrid"})
+    shades = colormaps["Greens"]([0.45 + 0.45 * i / max(1, len(hybrids) - 1)
+                                  for i in range(len(hybrids))])
     out = []
     for r in results:
-        colour = KIND_COLOURS[r.kind]
-        if r.kind == "hybrid" and r.synthetic_ratio is not None:
-            fade = 0.55 * (1 - min(r.synthetic_ratio, 1.0))  # lighter for less synthetic
-            colour = mcolors.to_hex([c + (1 - c) * fade for c in mcolors.to_rgb(colour)])
-        if r.setting == "untuned":
-            colour = "#ff7f0e"
-        out.append(colour)
+        if r.kind == "hybrid":
+            out.append(mcolors.to_hex(shades[hybrids.index(r.synthetic_ratio or 0.0)]))
+        else:
+            out.append("#ff7f0e" if r.setting == "untuned" else KIND_COLOURS[r.kind])
     return out
 
 
@@ -163,7 +164,18 @@ def _phase_facts(report: UtilityReport, phase: str) -> list[str]:
              f"Synthetic: {syn.in_phase} reports in this phase, {syn.dropped_linked_to_test} "
              f"dropped because their anchor/evidence ids are test ids, {syn.usable} usable."]
     facts += [f"Not run: {why}" for why in data.skipped]
+    results = [r for r in report.settings if r.phase == phase]
+    facts.append("Verdict (ROC-AUC vs real-only, paired bootstrap 95% CI): " + "; ".join(
+        f"{r.setting}: {_verdict(r)}" for r in results
+        if r.kind in ("synthetic", "hybrid") and r.delta_vs_real) + "."
+        if any(r.kind in ("synthetic", "hybrid") for r in results) else
+        "Verdict: no synthetic or hybrid setting ran.")
     return facts
+
+
+def _verdict(r: SettingResult) -> str:
+    lo, hi = r.delta_vs_real["roc_auc"].ci95 if r.delta_vs_real else (0.0, 0.0)
+    return "helps" if lo > 0 else "hurts" if hi < 0 else "no detectable difference"
 
 
 def render_utility_section(report: UtilityReport | dict[str, Any],

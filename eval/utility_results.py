@@ -54,6 +54,8 @@ class SettingResult(BaseModel):
     delta_vs_real: dict[str, Delta] | None = None
     roc: RocCurve
     train_seconds: float = 0.0
+    train_losses: list[list[float]] = Field(default_factory=list,
+                                            description="logged training loss per seed (fine-tune)")
     notes: list[str] = Field(default_factory=list)
 
 

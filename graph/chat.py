@@ -30,7 +30,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot, interrupt
 
-from agents.chat_intake import REVIEW_HELP, interpret_message, read_resume
+from agents.chat_intake import REVIEW_HELP, check_change_applied, interpret_message, read_resume
 from agents.chat_report import approve_draft, export_report, present_draft
 from agents.chat_state import ChatState
 from agents.common import AgentDeps
@@ -54,6 +54,8 @@ async def _intake(state: ChatState, deps: AgentDeps, auto_revisions: int) -> Com
 
 async def _check(state: ChatState, deps: AgentDeps) -> Command:
     update = await check_consistency(state, deps)
+    if (applied := check_change_applied(state)) is not None:
+        update["checks"] = [*update["checks"], applied]
     failed = any(not c.passed for c in update["checks"])
     return Command(update=update, goto="critique" if failed else "judge")
 

@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from agents.chat_intake import REVIEW_HELP, rule_intent
+from agents.chat_intake import REVIEW_HELP, ChatIntent, cross_check, rule_intent
 from agents.common import AgentDeps
 from graph.state import checkpoint_serde
 from graph.chat import build_chat_graph, chat_config, open_chat_checkpointer, turn_input
@@ -94,7 +94,7 @@ def test_draft_change_approve_export():
         assert s["change_requests"] == ["Tighten the exclusion criteria"]
         drafter_prompt = deps.generator.chat.seen[-1]
         user_turn = drafter_prompt[1].content
-        assert "Tighten the exclusion criteria" in user_turn and "Keep everything else" in user_turn
+        assert "Tighten the exclusion criteria" in user_turn and "Previous draft" in user_turn
         assert "Tighten" not in drafter_prompt[0].content  # never in the system prompt
 
         s = await turn(graph, "t1", Command(resume={"action": "approve"}))
@@ -192,6 +192,14 @@ def test_rule_reader():
     assert rule_intent("make it phase 1/2", has_draft=True).phase == "phase 1/phase 2"
     assert rule_intent("Export as JSON and Markdown", True).action == "export"
     assert rule_intent("hello", has_draft=False).action == "other"
+
+
+def test_swapped_condition_and_intervention_are_put_right():
+    swapped = ChatIntent(action="describe", condition="budesonide", intervention="asthma")
+    fixed = cross_check(swapped, "a phase 2 trial of budesonide in asthma", has_draft=False)
+    assert (fixed.condition, fixed.intervention) == ("asthma", "budesonide")
+    kept = ChatIntent(action="describe", condition="asthma", intervention="budesonide")
+    assert cross_check(kept, "budesonide in asthma, phase 2", has_draft=False) == kept
 
 
 def test_restart_mid_conversation_continues_on_the_same_thread(tmp_path):
@@ -295,3 +303,38 @@ def test_langgraph_dev_factories_compile(monkeypatch):
     spec = json.loads((Path(__file__).parents[1] / "langgraph.json").read_text())
     assert spec["graphs"] == {"chat": "./graph/chat.py:chat_graph_for_server",
                               "generation": "./graph/chat.py:generation_graph_for_server"}
+
+
+def test_an_edit_the_model_left_unlabelled_still_reaches_the_drafter():
+    # A small model may answer "describe" with no fields for "tighten the exclusion criteria".
+    deps = chat_deps([DESCRIBE, rationale(), report(),
+                      {"action": "describe", "condition": "none", "intervention": "null"},
+                      report(exclusion_criteria=TIGHTER)], [verdict(), verdict()])
+    graph = build_chat_graph(deps, memory())
+
+    async def run():
+        await turn(graph, "t9", say("phase 2 budesonide asthma"))
+        s = await turn(graph, "t9", Command(resume="tighten the exclusion criteria"))
+        assert s["spec"].condition == "asthma" and s["change_requests"] == [
+            "tighten the exclusion criteria"]
+        assert "tighten the exclusion criteria" in deps.generator.chat.seen[-1][1].content
+
+    asyncio.run(run())
+
+
+def test_an_unchanged_draft_after_an_edit_is_sent_back_once():
+    deps = chat_deps([DESCRIBE, rationale(), report(),
+                      {"action": "change", "change_request": "Tighten the exclusion criteria"},
+                      report(), report(exclusion_criteria=TIGHTER)], [verdict(), verdict()])
+    graph = build_chat_graph(deps, memory(), auto_revisions=1)
+
+    async def run():
+        await turn(graph, "t10", say("phase 2 budesonide asthma"))
+        s = await turn(graph, "t10", Command(resume="tighten the exclusion criteria"))
+        assert s["draft"].exclusion_criteria == TIGHTER
+        assert [c.name for c in s["rounds"][-2].failed_checks] == ["change_applied"]
+        retry = deps.generator.chat.seen[-1][1].content
+        assert "change_applied" in retry and "Tighten the exclusion criteria" in retry
+        assert all(c.passed for c in s["checks"])
+
+    asyncio.run(run())

@@ -72,8 +72,8 @@ def separable_text(label: int, rng: np.random.Generator) -> str:
 
 def separable_examples(n: int, seed: int, source: str = "real") -> list[ClassifierExample]:
     rng = np.random.default_rng(seed)
-    return [ClassifierExample(uid=f"{source}-{seed}-{i}", source=source, label=i % 2,  # type: ignore[arg-type]
-                              phase="phase 1", text=separable_text(i % 2, rng))
+    return [ClassifierExample(uid=f"{source}-{seed}-{i}", source=source,  # type: ignore[arg-type]
+                              label=i % 2, phase="phase 1", text=separable_text(i % 2, rng))
             for i in range(n)]
 
 
@@ -379,6 +379,8 @@ def test_eval_command_bad_input_exits_2(cli, top_dir, synthetic_file, tmp_path):
          "missing TOP file(s)"),
         (["--synthetic", str(synthetic_file), "--real", str(top_dir), "--phase", "IV"],
          "expected I, II, III or all"),
+        (["--synthetic", str(synthetic_file), "--real", str(top_dir), "--ratios", "0.5,x"],
+         "expected positive numbers"),
         (["--synthetic", str(synthetic_file), "--real", str(top_dir), "--model",
           str(tmp_path / "no-model")], "not a local model folder"),
     ]

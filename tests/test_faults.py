@@ -20,7 +20,13 @@ from pydantic import ValidationError
 from agents.common import AgentDeps
 from graph.batch import run_batch
 from tools.fakes import FixedStore, HashEncoder
-from tools.fault_server import CONTENT_FAULTS, FAULTS, TRANSPORT_FAULTS, FaultPlan, FaultServer
+from tools.fault_server import (
+    CONTENT_FAULTS,
+    FAULTS,
+    TRANSPORT_FAULTS,
+    FaultPlan,
+    FaultServer,
+)
 from tools.llm import chat_endpoint
 from tools.schema import JudgeOutput, Spec
 from tools.settings import Settings

@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from tools.fakes import fake_answer
 
@@ -121,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: FaultHTTPServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests count faults through `FaultServer.served`
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None,
@@ -168,7 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if not self.path.rstrip("/").endswith("/chat/completions"):
@@ -258,7 +258,7 @@ class FaultServer:
         self._server: FaultHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> FaultServer:
+    def start(self) -> Self:
         self._server = FaultHTTPServer(self.plan)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True,
@@ -276,7 +276,7 @@ class FaultServer:
             self._thread.join(timeout=5)
         self._thread = None
 
-    def __enter__(self) -> FaultServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -1,0 +1,392 @@
+"""Batch generation on Ray: one graph run per Ray task, the same files and resume guarantees.
+
+The driver does what `graph.batch.run_batch` does around the graph — fingerprint refusal,
+skipping ids already written, the idempotent `JsonlWriter`, run.json, Parquet — and only the
+graph runs move into Ray tasks, at most `max_in_flight` at a time. A task returns the record
+and the driver writes it, so a record is written once whichever worker made it, and a task lost
+with its worker (or a driver killed mid-batch) is simply run again on resume.
+
+Workers cannot share the driver's live objects (HTTP clients, the store, the encoder), so they
+build their own `AgentDeps` from a picklable factory, once per worker process, and run every task
+on one event loop per process (async clients stay bound to the loop that made them).
+Each task checkpoints to its own SQLite file under ``out/ray-checkpoints/`` (no cross-process
+locking on one database); on a shared filesystem — local Ray, or a cluster with the run folder on
+NFS — an interrupted report resumes from its last finished node, elsewhere from its start.
+The over-use penalty of the retriever (`AgentDeps.evidence_use`) counts per worker, not per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agents.common import AgentDeps, prompt_hashes
+from agents.provenance import build_record
+from graph.batch import Progress, _check_run_dir, _count, _versions, fingerprint
+from graph.generation import build_generation_graph, run_config
+from graph.state import checkpoint_serde
+from tools.schema import Spec
+from tools.settings import Settings
+from tools.writer import JsonlWriter, jsonl_to_parquet, write_json_atomic
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    model_id: str
+
+
+@dataclass(frozen=True)
+class WorkerDeps:
+    """How a worker builds its `AgentDeps`, plus what the driver must know without building them.
+
+    `factory` must pickle by reference (a module-level function, or an instance of a module-level
+    class) and return a fresh `AgentDeps`; the ids and settings feed the run fingerprint and
+    provenance exactly as the live deps would.
+    """
+
+    factory: Callable[[], AgentDeps]
+    settings: Settings
+    generator_id: str
+    judge_id: str
+    rubric: str = "critic_rubric"
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)  # workers cache deps by it
+
+    @classmethod
+    def like(cls, deps: AgentDeps, factory: Callable[[], AgentDeps]) -> WorkerDeps:
+        return cls(factory=factory, settings=deps.settings, generator_id=deps.generator.model_id,
+                   judge_id=deps.judge.model_id, rubric=deps.rubric)
+
+    @property
+    def identity(self) -> Any:
+        """A stand-in with the fields `fingerprint` and `build_record` read."""
+        return _Identity(self.settings, _Endpoint(self.generator_id), _Endpoint(self.judge_id),
+                         self.rubric)
+
+
+
+@dataclass(frozen=True)
+class _Identity:
+    settings: Settings
+    generator: _Endpoint
+    judge: _Endpoint
+    rubric: str
+
+
+# --- worker side ------------------------------------------------------------------------------
+
+@dataclass
+class _WorkerState:
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    deps: dict[str, AgentDeps] = field(default_factory=dict)
+
+
+_WORKER: _WorkerState | None = None
+
+
+def _worker() -> _WorkerState:
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = _WorkerState()
+    return _WORKER
+
+
+async def _run_one(spec: Spec, deps: AgentDeps, thread_id: str, checkpoint: Path | None,
+                   report_timeout_s: float | None) -> dict[str, Any]:
+    """One spec through the graph (resuming its checkpoint); never raises: errors are records."""
+    import aiosqlite
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    config = run_config(deps, thread_id=thread_id)
+    conn = None
+    if checkpoint is not None:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        conn = await aiosqlite.connect(checkpoint)
+        saver: Any = AsyncSqliteSaver(conn, serde=checkpoint_serde())
+    else:
+        saver = InMemorySaver(serde=checkpoint_serde())
+    error = None
+    try:
+        graph = build_generation_graph(deps, saver)
+        snapshot = await graph.aget_state(config)
+        values = snapshot.values or {}
+        try:
+            if values.get("status") in ("accepted", "rejected") and not snapshot.next:
+                state = values  # finished before a crash, never written
+            else:
+                start = None if snapshot.next else {"spec": spec, "revision": 0}
+                state = await asyncio.wait_for(graph.ainvoke(start, config), report_timeout_s)
+        except Exception as err:  # noqa: BLE001 - one bad report must not end the batch
+            error = (f"timed out after {report_timeout_s}s"
+                     if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}")
+            state = (await graph.aget_state(config)).values or {"spec": spec}
+            state.setdefault("spec", spec)
+        return build_record(state, deps, error)
+    finally:
+        if conn is not None:
+            await conn.close()
+
+
+def run_spec_task(spec_json: str, worker_deps: WorkerDeps, thread_id: str,
+                  checkpoint: str | None, report_timeout_s: float | None) -> dict[str, Any]:
+    """The body of one Ray task (a plain function, so it also runs without Ray in tests)."""
+    w = _worker()
+    deps = w.deps.get(worker_deps.key)
+    if deps is None:
+        deps = w.deps[worker_deps.key] = worker_deps.factory()
+    spec = Spec.model_validate_json(spec_json)
+    return w.loop.run_until_complete(_run_one(spec, deps, thread_id,
+                                              Path(checkpoint) if checkpoint else None,
+                                              report_timeout_s))
+
+
+# --- driver side ------------------------------------------------------------------------------
+
+def _failure_record(spec: Spec, identity: Any, error: str) -> dict[str, Any]:
+    return build_record({"spec": spec}, identity, error)  # type: ignore[arg-type]
+
+
+def _drop_checkpoint(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def run_batch_ray(specs: list[Spec], worker_deps: WorkerDeps, out: Path, *,
+                  max_in_flight: int = 8, num_cpus_per_task: float = 0.25,
+                  report_timeout_s: float | None = None, checkpoints: bool = True,
+                  address: str | None = None, init_kwargs: dict[str, Any] | None = None,
+                  on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+    """Generate every spec not already written in `out` on Ray; returns the run summary.
+
+    Connects to `address` (a running cluster, e.g. ``ray://head:10001`` or ``auto``) or starts a
+    local Ray if none is initialised. `num_cpus_per_task` below 1 lets a CPU run several tasks
+    that mostly wait on an LLM endpoint.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        local = {} if address else {"include_dashboard": False, "log_to_driver": False}
+        ray.init(address=address, **(local | (init_kwargs or {})))
+    out.mkdir(parents=True, exist_ok=True)
+    identity = worker_deps.identity
+    fp = fingerprint(specs, identity)
+    previous = _check_run_dir(out, fp)
+    accepted_w = JsonlWriter(out / "reports.jsonl")
+    rejected_w = JsonlWriter(out / "rejected.jsonl")
+    done = accepted_w.ids | rejected_w.ids
+    pending = [s for s in specs if s.spec_id not in done]
+    progress = Progress(planned=len(specs), done_before=len(done))
+    s = worker_deps.settings
+    summary: dict[str, Any] = {
+        "fingerprint": fp, "status": "running", "planned": len(specs),
+        "started_at": (previous or {}).get("started_at") or datetime.now(UTC).isoformat(),
+        "sessions": (previous or {}).get("sessions", 0) + 1,
+        "settings": s.masked(), "generator_model": worker_deps.generator_id,
+        "judge_model": worker_deps.judge_id, "prompts_sha256": prompt_hashes(),
+        "versions": {**_versions(), "ray": ray.__version__}, "concurrency": max_in_flight,
+        "backend": {"name": "ray", "max_in_flight": max_in_flight,
+                    "num_cpus_per_task": num_cpus_per_task, "address": address or "local",
+                    "cluster_cpus": ray.cluster_resources().get("CPU")},
+    }
+    write_json_atomic(out / "run.json", summary)
+    task = ray.remote(num_cpus=num_cpus_per_task, max_retries=2)(run_spec_task)
+    deps_ref = ray.put(worker_deps)
+    ckpt_dir = (out / "ray-checkpoints").resolve()
+    t0 = time.perf_counter()
+    if on_progress:
+        on_progress(progress)
+
+    in_flight: dict[Any, Spec] = {}
+    queue = iter(pending)
+    exhausted = False
+    while in_flight or not exhausted:
+        while not exhausted and len(in_flight) < max_in_flight:
+            spec = next(queue, None)
+            if spec is None:
+                exhausted = True
+                break
+            ckpt = str(ckpt_dir / f"{spec.spec_id}.sqlite") if checkpoints else None
+            ref = task.remote(spec.model_dump_json(), deps_ref, f"{spec.spec_id}:{fp[:16]}",
+                              ckpt, report_timeout_s)
+            in_flight[ref] = spec
+        if not in_flight:
+            break
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        for ref in ready:
+            spec = in_flight.pop(ref)
+            try:
+                record = ray.get(ref)
+            except Exception as err:  # noqa: BLE001 - a lost task is a recorded failure
+                record = _failure_record(spec, identity, f"ray: {type(err).__name__}: "
+                                         f"{str(err).splitlines()[0] if str(err) else ''}"[:500])
+            (accepted_w if record["status"] == "accepted" else rejected_w).write(record)
+            if checkpoints:
+                _drop_checkpoint(ckpt_dir / f"{spec.spec_id}.sqlite")
+            progress.add(record)
+            if on_progress:
+                on_progress(progress)
+
+    counts = _count(out)
+    summary.update(
+        status="finished", finished_at=datetime.now(UTC).isoformat(), **counts,
+        this_session={"generated": progress.finished, "wall_s": round(time.perf_counter() - t0, 2),
+                      "errors": progress.errors, "revisions": progress.revisions,
+                      "input_tokens": progress.input_tokens,
+                      "output_tokens": progress.output_tokens})
+    for name in ("reports", "rejected"):
+        jsonl_to_parquet(out / f"{name}.jsonl", out / f"{name}.parquet")
+    write_json_atomic(out / "run.json", summary)
+    return summary
+
+
+# --- factories --------------------------------------------------------------------------------
+
+class RetrievalService:
+    """The one owner of the store and encoder, as a Ray actor: the embedded edge store opens in
+    one process only, and one encoder beats one per worker. Workers reach it through
+    `RemoteStore` / `RemoteEncoder`; a Qdrant server (``qdrant_url``) needs no actor."""
+
+    def __init__(self, open_fn: Callable[[], tuple[Any, Any]]):
+        self.store, self.encoder = open_fn()
+
+    def encode_one(self, text: str) -> Any:
+        return self.encoder.encode_one(text)
+
+    def search_diverse(self, vector: Any, k: int, **kwargs: Any) -> list[Any]:
+        return self.store.search_diverse(vector, k, **kwargs)
+
+    def count(self) -> int:
+        return self.store.count()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def start_retrieval(open_fn: Callable[[], tuple[Any, Any]]) -> Any:
+    """A `RetrievalService` actor (one call at a time: the store is not shared across threads)."""
+    import ray
+
+    return ray.remote(num_cpus=0)(RetrievalService).remote(open_fn)
+
+
+@dataclass
+class RemoteStore:
+    actor: Any
+
+    def search_diverse(self, vector: Any, k: int, **kwargs: Any) -> list[Any]:
+        import ray
+
+        return ray.get(self.actor.search_diverse.remote(vector, k, **kwargs))
+
+    def count(self) -> int:
+        import ray
+
+        return ray.get(self.actor.count.remote())
+
+    def close(self) -> None:
+        pass  # the actor owns the store
+
+
+@dataclass
+class RemoteEncoder:
+    actor: Any
+
+    def encode_one(self, text: str) -> Any:
+        import ray
+
+        return ray.get(self.actor.encode_one.remote(text))
+
+
+@dataclass(frozen=True)
+class FakeRetrieval:
+    """(FixedStore, HashEncoder): retrieval without a model, for tests and benchmarks."""
+
+    def __call__(self) -> tuple[Any, Any]:
+        from tools.fakes import FixedStore, HashEncoder
+
+        return FixedStore(), HashEncoder()
+
+
+@dataclass(frozen=True)
+class SettingsRetrieval:
+    """The configured store and encoder (`open_store`, `Encoder`)."""
+
+    settings: Settings
+
+    def __call__(self) -> tuple[Any, Any]:
+        from tools.encoder import Encoder
+        from tools.store import open_store
+
+        return open_store(self.settings), Encoder(self.settings)
+
+
+@dataclass(frozen=True)
+class FakeDeps:
+    """Fake LLM (schema-filling, `latency_s` per call) with fake retrieval: the plumbing factory
+    for tests and the overhead benchmark (the same deps as tests/batch_worker.py). With
+    `retrieval` (a `RetrievalService` handle) the worker retrieves through the actor."""
+
+    latency_s: float = 0.0
+    k_evidence: int = 2
+    retrieval: Any = None
+
+    def __call__(self) -> AgentDeps:
+        from tools.fakes import FakeSchemaChat
+        from tools.llm import ChatEndpoint
+
+        ep = ChatEndpoint(chat=FakeSchemaChat(latency_s=self.latency_s), model_id="fake")
+        store, encoder = ((RemoteStore(self.retrieval), RemoteEncoder(self.retrieval))
+                          if self.retrieval is not None else FakeRetrieval()())
+        return AgentDeps(settings=Settings(k_evidence=self.k_evidence), generator=ep, judge=ep,
+                         store=store, encoder=encoder)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class SettingsDeps:
+    """The real deps from settings, built on the worker: the fake LLM or an OpenAI-compatible
+    endpoint the workers can reach (the driver's embedded server on local Ray, or
+    `TRIALWRIGHT_LLM_BASE_URL` on a cluster); retrieval through `retrieval` (an actor handle)
+    or, for a Qdrant server, a store of the worker's own."""
+
+    settings: Settings
+    llm: str = "endpoint"  # or "fake"
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str = "not-needed"
+    slots: int = 0
+    retrieval: Any = None
+    privacy_dir: str | None = None  # a saved `PrivacyIndex`, opened memory-mapped per worker
+
+    def __call__(self) -> AgentDeps:
+        from tools.fakes import FakeSchemaChat
+        from tools.llm import ChatEndpoint, chat_endpoint
+        from tools.privacy_index import PrivacyIndex
+
+        s = self.settings
+        if self.llm == "fake":
+            generator = judge = ChatEndpoint(chat=FakeSchemaChat(), model_id="fake-schema")
+        else:
+            assert self.base_url and self.model, "an endpoint needs base_url and model"
+            generator = chat_endpoint(s, base_url=self.base_url, model=self.model,
+                                      api_key=self.api_key, max_concurrency=self.slots)
+            judge = chat_endpoint(s, base_url=s.judge_base_url or self.base_url,
+                                  model=s.judge_model or self.model, api_key=self.api_key,
+                                  temperature=0.0)
+        store, encoder = ((RemoteStore(self.retrieval), RemoteEncoder(self.retrieval))
+                          if self.retrieval is not None else SettingsRetrieval(s)())
+        deps = AgentDeps(settings=s, generator=generator, judge=judge, store=store,  # type: ignore[arg-type]
+                         encoder=encoder)  # type: ignore[arg-type]
+        if self.privacy_dir:
+            deps.privacy = PrivacyIndex.load(self.privacy_dir)  # type: ignore[attr-defined]
+        return deps
+
+
+__all__ = ["FakeDeps", "FakeRetrieval", "RemoteEncoder", "RemoteStore", "RetrievalService",
+           "SettingsDeps", "SettingsRetrieval", "WorkerDeps", "run_batch_ray", "run_spec_task",
+           "start_retrieval"]
