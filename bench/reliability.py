@@ -96,6 +96,11 @@ def error_kinds(out: Path) -> dict[str, int]:
     return dict(kinds.most_common())
 
 
+def _bytes(out: Path) -> bytes:
+    return b"".join((out / n).read_bytes() for n in ("reports.jsonl", "rejected.jsonl")
+                    if (out / n).exists())
+
+
 # --- (a) 20 % faults ------------------------------------------------------------------------------
 
 def fault_run(n: int, rate: float, concurrency: int, seed: int = 0) -> dict:
@@ -113,9 +118,9 @@ def fault_run(n: int, rate: float, concurrency: int, seed: int = 0) -> dict:
         wall = time.perf_counter() - t0
         figures = tally(out, batch)
         # A second run over the finished folder must write nothing (idempotent resume).
-        before = (out / "reports.jsonl").read_bytes() + (out / "rejected.jsonl").read_bytes()
+        before = _bytes(out)
         again = asyncio.run(run_batch(batch, endpoint_deps(srv.base_url), out))
-        after = (out / "reports.jsonl").read_bytes() + (out / "rejected.jsonl").read_bytes()
+        after = _bytes(out)
         served = srv.served
         errors = error_kinds(out)
         calls = [c for name in ("reports.jsonl", "rejected.jsonl")
