@@ -561,8 +561,11 @@ def main() -> None:
     results: dict = json.loads(args.results.read_text()) if args.results.exists() else {}
     if "faults" in parts:
         results["faults_20pct"] = fault_run(40 if args.quick else 200, 0.2, concurrency=16)
-        print("faults:", json.dumps({k: results["faults_20pct"][k] for k in (
-            "requested", "accepted", "rejected", "lost", "duplicated", "crashes", "wall_s")}))
+        # and well past the target, so that rejections (and how they are recorded) show up
+        results["faults_50pct"] = fault_run(40 if args.quick else 80, 0.5, concurrency=16)
+        for key in ("faults_20pct", "faults_50pct"):
+            print(f"{key}:", json.dumps({k: results[key][k] for k in (
+                "requested", "accepted", "rejected", "lost", "duplicated", "crashes", "wall_s")}))
     if "kill9" in parts:
         results["kill9"] = kill_run(30 if args.quick else 80, kills=10)
         print("kill9:", json.dumps({k: results["kill9"][k] for k in (
@@ -582,7 +585,7 @@ def main() -> None:
         print(f"inputs: {r['clear_errors']}/{r['files']} clear, {r['non_zero_exit']} non-zero, "
               f"{r['outputs_untouched']} untouched, {r['crashes']} tracebacks; "
               f"not clear: {r['not_clear']}")
-    sections = [results[k] for k in ("faults_20pct", "kill9") if k in results]
+    sections = [results[k] for k in ("faults_20pct", "faults_50pct", "kill9") if k in results]
     if (results.get("ray_backend") or {}).get("driver_kill9"):
         sections.append(results["ray_backend"]["driver_kill9"])
     mi = results.get("malformed_inputs", {})
