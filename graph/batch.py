@@ -103,29 +103,76 @@ def _check_run_dir(out: Path, fp: str) -> dict[str, Any] | None:
     return previous
 
 
+@dataclass
+class RunDir:
+    """An opened run folder: its writers, what is left to do, progress and run.json summary.
+
+    Shared by every backend (asyncio here, Ray in ray_backend), so they resume and report alike.
+    """
+
+    out: Path
+    fingerprint: str
+    accepted: JsonlWriter
+    rejected: JsonlWriter
+    pending: list[Spec]
+    progress: Progress
+    summary: dict[str, Any]
+    started: float = field(default_factory=time.perf_counter)
+
+    def write(self, record: dict[str, Any],
+              on_progress: Callable[[Progress], None] | None = None) -> None:
+        (self.accepted if record["status"] == "accepted" else self.rejected).write(record)
+        self.progress.add(record)
+        if on_progress:
+            on_progress(self.progress)
+
+    def finish(self) -> dict[str, Any]:
+        """Count the files, write Parquet copies and the final run.json; return the summary."""
+        p = self.progress
+        self.summary.update(
+            status="finished", finished_at=datetime.now(UTC).isoformat(), **_count(self.out),
+            this_session={"generated": p.finished,
+                          "wall_s": round(time.perf_counter() - self.started, 2),
+                          "errors": p.errors, "revisions": p.revisions,
+                          "input_tokens": p.input_tokens, "output_tokens": p.output_tokens})
+        for name in ("reports", "rejected"):
+            jsonl_to_parquet(self.out / f"{name}.jsonl", self.out / f"{name}.parquet")
+        write_json_atomic(self.out / "run.json", self.summary)
+        return self.summary
+
+
+def open_run(specs: list[Spec], deps: Any, out: Path, *, concurrency: int,
+             extra: dict[str, Any] | None = None) -> RunDir:
+    """Check the fingerprint, learn what is done, and write the 'running' run.json.
+
+    `deps` needs what `fingerprint` reads: settings, generator/judge `.model_id`, rubric.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    fp = fingerprint(specs, deps)
+    previous = _check_run_dir(out, fp) or {}
+    accepted, rejected = JsonlWriter(out / "reports.jsonl"), JsonlWriter(out / "rejected.jsonl")
+    done = accepted.ids | rejected.ids
+    summary: dict[str, Any] = {
+        "fingerprint": fp, "status": "running", "planned": len(specs),
+        "started_at": previous.get("started_at") or datetime.now(UTC).isoformat(),
+        "sessions": previous.get("sessions", 0) + 1,
+        "settings": deps.settings.masked(), "generator_model": deps.generator.model_id,
+        "judge_model": deps.judge.model_id, "prompts_sha256": prompt_hashes(deps.rubric),
+        "versions": _versions(), "concurrency": concurrency, **(extra or {}),
+    }
+    write_json_atomic(out / "run.json", summary)
+    return RunDir(out=out, fingerprint=fp, accepted=accepted, rejected=rejected,
+                  pending=[s for s in specs if s.spec_id not in done],
+                  progress=Progress(planned=len(specs), done_before=len(done)), summary=summary)
+
+
 async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrency: int = 4,
                     report_timeout_s: float | None = None,
                     on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
     """Generate every spec not already written in `out`; returns the run summary (run.json)."""
-    out.mkdir(parents=True, exist_ok=True)
-    fp = fingerprint(specs, deps)
-    previous = _check_run_dir(out, fp)
-    accepted_w = JsonlWriter(out / "reports.jsonl")
-    rejected_w = JsonlWriter(out / "rejected.jsonl")
-    done = accepted_w.ids | rejected_w.ids
-    pending = [s for s in specs if s.spec_id not in done]
-    progress = Progress(planned=len(specs), done_before=len(done))
-    summary: dict[str, Any] = {
-        "fingerprint": fp, "status": "running", "planned": len(specs),
-        "started_at": (previous or {}).get("started_at") or datetime.now(UTC).isoformat(),
-        "sessions": (previous or {}).get("sessions", 0) + 1,
-        "settings": deps.settings.masked(), "generator_model": deps.generator.model_id,
-        "judge_model": deps.judge.model_id, "prompts_sha256": prompt_hashes(deps.rubric),
-        "versions": _versions(), "concurrency": concurrency,
-    }
-    write_json_atomic(out / "run.json", summary)
+    run = open_run(specs, deps, out, concurrency=concurrency)
+    fp = run.fingerprint
     gate = asyncio.Semaphore(concurrency)
-    t0 = time.perf_counter()
 
     async with aiosqlite.connect(out / "checkpoints.sqlite") as conn:
         saver = AsyncSqliteSaver(conn, serde=checkpoint_serde())
@@ -149,28 +196,13 @@ async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrenc
                              if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}")
                     state = (await graph.aget_state(config)).values or {"spec": spec}
                     state.setdefault("spec", spec)
-            record = build_record(state, deps, error)
-            (accepted_w if record["status"] == "accepted" else rejected_w).write(record)
+            run.write(build_record(state, deps, error), on_progress)
             await saver.adelete_thread(config["configurable"]["thread_id"])
-            progress.add(record)
-            if on_progress:
-                on_progress(progress)
 
         if on_progress:
-            on_progress(progress)
-        await asyncio.gather(*(one(s) for s in pending))
-
-    counts = _count(out)
-    summary.update(
-        status="finished", finished_at=datetime.now(UTC).isoformat(), **counts,
-        this_session={"generated": progress.finished, "wall_s": round(time.perf_counter() - t0, 2),
-                      "errors": progress.errors, "revisions": progress.revisions,
-                      "input_tokens": progress.input_tokens,
-                      "output_tokens": progress.output_tokens})
-    for name in ("reports", "rejected"):
-        jsonl_to_parquet(out / f"{name}.jsonl", out / f"{name}.parquet")
-    write_json_atomic(out / "run.json", summary)
-    return summary
+            on_progress(run.progress)
+        await asyncio.gather(*(one(s) for s in run.pending))
+    return run.finish()
 
 
 def _count(out: Path) -> dict[str, Any]:

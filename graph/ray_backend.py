@@ -18,22 +18,19 @@ The over-use penalty of the retriever (`AgentDeps.evidence_use`) counts per work
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agents.common import AgentDeps, prompt_hashes
+from agents.common import AgentDeps
 from agents.provenance import build_record
-from graph.batch import Progress, _check_run_dir, _count, _versions, fingerprint
+from graph.batch import Progress, _versions, open_run
 from graph.generation import build_generation_graph, run_config
 from graph.state import checkpoint_serde
 from tools.schema import Spec
 from tools.settings import Settings
-from tools.writer import JsonlWriter, jsonl_to_parquet, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -173,37 +170,21 @@ def run_batch_ray(specs: list[Spec], worker_deps: WorkerDeps, out: Path, *,
     if not ray.is_initialized():
         local = {} if address else {"include_dashboard": False, "log_to_driver": False}
         ray.init(address=address, **(local | (init_kwargs or {})))
-    out.mkdir(parents=True, exist_ok=True)
     identity = worker_deps.identity
-    fp = fingerprint(specs, identity)
-    previous = _check_run_dir(out, fp)
-    accepted_w = JsonlWriter(out / "reports.jsonl")
-    rejected_w = JsonlWriter(out / "rejected.jsonl")
-    done = accepted_w.ids | rejected_w.ids
-    pending = [s for s in specs if s.spec_id not in done]
-    progress = Progress(planned=len(specs), done_before=len(done))
-    s = worker_deps.settings
-    summary: dict[str, Any] = {
-        "fingerprint": fp, "status": "running", "planned": len(specs),
-        "started_at": (previous or {}).get("started_at") or datetime.now(UTC).isoformat(),
-        "sessions": (previous or {}).get("sessions", 0) + 1,
-        "settings": s.masked(), "generator_model": worker_deps.generator_id,
-        "judge_model": worker_deps.judge_id, "prompts_sha256": prompt_hashes(),
-        "versions": {**_versions(), "ray": ray.__version__}, "concurrency": max_in_flight,
+    run = open_run(specs, identity, out, concurrency=max_in_flight, extra={
+        "versions": {**_versions(), "ray": ray.__version__},
         "backend": {"name": "ray", "max_in_flight": max_in_flight,
                     "num_cpus_per_task": num_cpus_per_task, "address": address or "local",
-                    "cluster_cpus": ray.cluster_resources().get("CPU")},
-    }
-    write_json_atomic(out / "run.json", summary)
+                    "cluster_cpus": ray.cluster_resources().get("CPU")}})
+    fp = run.fingerprint
     task = ray.remote(num_cpus=num_cpus_per_task, max_retries=2)(run_spec_task)
     deps_ref = ray.put(worker_deps)
     ckpt_dir = (out / "ray-checkpoints").resolve()
-    t0 = time.perf_counter()
     if on_progress:
-        on_progress(progress)
+        on_progress(run.progress)
 
     in_flight: dict[Any, Spec] = {}
-    queue = iter(pending)
+    queue = iter(run.pending)
     exhausted = False
     while in_flight or not exhausted:
         while not exhausted and len(in_flight) < max_in_flight:
@@ -225,24 +206,11 @@ def run_batch_ray(specs: list[Spec], worker_deps: WorkerDeps, out: Path, *,
             except Exception as err:  # noqa: BLE001 - a lost task is a recorded failure
                 record = _failure_record(spec, identity, f"ray: {type(err).__name__}: "
                                          f"{str(err).splitlines()[0] if str(err) else ''}"[:500])
-            (accepted_w if record["status"] == "accepted" else rejected_w).write(record)
+            run.write(record, on_progress)
             if checkpoints:
                 _drop_checkpoint(ckpt_dir / f"{spec.spec_id}.sqlite")
-            progress.add(record)
-            if on_progress:
-                on_progress(progress)
 
-    counts = _count(out)
-    summary.update(
-        status="finished", finished_at=datetime.now(UTC).isoformat(), **counts,
-        this_session={"generated": progress.finished, "wall_s": round(time.perf_counter() - t0, 2),
-                      "errors": progress.errors, "revisions": progress.revisions,
-                      "input_tokens": progress.input_tokens,
-                      "output_tokens": progress.output_tokens})
-    for name in ("reports", "rejected"):
-        jsonl_to_parquet(out / f"{name}.jsonl", out / f"{name}.parquet")
-    write_json_atomic(out / "run.json", summary)
-    return summary
+    return run.finish()
 
 
 # --- factories --------------------------------------------------------------------------------
