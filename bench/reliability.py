@@ -409,7 +409,8 @@ def run_case(case: Case, root: Path, env: dict[str, str], rows: list[list[str]])
     named = all(s.lower() in text.lower() for s in case.expect)
     traceback = "Traceback" in text
     return {"case": case.name, "kind": case.kind, "exit_code": res.returncode,
-            "error": (lines[-1] if lines else "")[:300], "names_file_or_field": named,
+            # the temp folder is machine-specific: results name files relative to it
+            "error": (lines[-1] if lines else "").replace(str(root), "<workdir>")[:300], "names_file_or_field": named,
             "traceback": traceback, "outputs_untouched": before == after,
             "clear": res.returncode != 0 and named and not traceback and before == after,
             "wall_s": round(wall, 2)}
@@ -422,7 +423,7 @@ def input_run(cases: list[Case], src: Path = ROOT) -> dict:
         env = prepare_workdir(root, src)
         shutil.copytree(root / "run", root / "run.pristine")
         results = [run_case(c, root, env, rows) for c in cases]
-    return {"source": str(src), "files": len(results), "by_kind": dict(Counter(r["kind"] for r in results)),
+    return {"source": "repo" if src == ROOT else "snapshot copy of the repo", "files": len(results), "by_kind": dict(Counter(r["kind"] for r in results)),
             "clear_errors": sum(r["clear"] for r in results),
             "non_zero_exit": sum(r["exit_code"] != 0 for r in results),
             "outputs_untouched": sum(r["outputs_untouched"] for r in results),
