@@ -33,10 +33,21 @@ class AgentDeps:
     settings: Settings
     generator: ChatEndpoint
     judge: ChatEndpoint
-    store: "VectorStore | None" = None
+    store: VectorStore | None = None
     encoder: Encoder | None = None
     evidence_use: Counter[str] = field(default_factory=Counter)  # over-use across a batch
     rubric: str = "critic_rubric"
+
+
+def fake_deps(latency_s: float = 0.0, k_evidence: int = 2, store: Any = None,
+              encoder: Any = None) -> AgentDeps:
+    """All-fake deps — schema-driven LLM with `latency_s` per call, fixed evidence store — for
+    plumbing runs, tests and orchestration benchmarks."""
+    from tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
+
+    ep = ChatEndpoint(chat=FakeSchemaChat(latency_s=latency_s), model_id="fake")
+    return AgentDeps(settings=Settings(k_evidence=k_evidence), generator=ep, judge=ep,
+                     store=store or FixedStore(), encoder=encoder or HashEncoder())
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.common import AgentDeps  # noqa: E402
-from graph.batch import run_batch  # noqa: E402
-from tools.fakes import FakeSchemaChat, FixedStore, HashEncoder  # noqa: E402
-from tools.llm import ChatEndpoint  # noqa: E402
-from tools.schema import Spec  # noqa: E402
-from tools.settings import Settings  # noqa: E402
+from agents.common import fake_deps
+from graph.batch import run_batch
+from tools.schema import Spec
 
 RESULTS = Path(__file__).parent / "results" / "generation.json"
 CALLS_PER_REPORT = 3  # reason, draft, judge when accepted first time
@@ -36,12 +33,6 @@ CALLS_PER_REPORT = 3  # reason, draft, judge when accepted first time
 def specs(n: int) -> list[Spec]:
     return [Spec(spec_id=f"b{i:05d}", phase="phase 2", label=i % 2, condition="asthma",
                  intervention="budesonide", seed=i) for i in range(n)]
-
-
-def fake_deps(latency: float) -> AgentDeps:
-    ep = ChatEndpoint(chat=FakeSchemaChat(latency_s=latency), model_id="fake")
-    return AgentDeps(settings=Settings(k_evidence=2), generator=ep, judge=ep,
-                     store=FixedStore(), encoder=HashEncoder())  # type: ignore[arg-type]
 
 
 def timed_batch(n: int, latency: float, concurrency: int) -> dict:
@@ -70,7 +61,7 @@ def main() -> None:
     results["latency_200ms"] = [timed_batch(n_latency if c > 1 else 16, 0.2, c)
                                 for c in (1, 8, 32)]
     if args.embedded:
-        from bench.embedded import embedded_run  # noqa: PLC0415 - heavy, optional
+        from bench.embedded import embedded_run
 
         results["embedded"] = embedded_run(args.embedded)
     RESULTS.parent.mkdir(exist_ok=True)

@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.common import AgentDeps
+from agents.common import AgentDeps, fake_deps
 from graph.batch import run_batch
 from tools.fakes import FixedStore, HashEncoder
 from tools.fault_server import FAULTS, FaultPlan, FaultServer
@@ -438,15 +438,11 @@ def ray_run(n_wide: int = 32, kills: int = 2) -> dict:
     import ray
 
     from graph.ray_backend import FakeDeps, WorkerDeps, run_batch_ray
-    from tools.fakes import FakeSchemaChat
-    from tools.llm import ChatEndpoint
 
     latency, rows = 0.2, []
 
     def asyncio_deps() -> AgentDeps:
-        ep = ChatEndpoint(chat=FakeSchemaChat(latency_s=latency), model_id="fake")
-        return AgentDeps(settings=Settings(k_evidence=2), generator=ep, judge=ep,
-                         store=FixedStore(), encoder=HashEncoder())  # type: ignore[arg-type]
+        return fake_deps(latency)
 
     def row(backend: str, n: int, c: int, wall: float, note: str = "") -> dict:
         ideal = n * 3 * latency / c

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.common import AgentDeps
+from agents.common import AgentDeps, fake_deps
 from agents.provenance import build_record
 from graph.batch import Progress, _versions, open_run
 from graph.generation import build_generation_graph, run_config
@@ -305,14 +305,9 @@ class FakeDeps:
     retrieval: Any = None
 
     def __call__(self) -> AgentDeps:
-        from tools.fakes import FakeSchemaChat
-        from tools.llm import ChatEndpoint
-
-        ep = ChatEndpoint(chat=FakeSchemaChat(latency_s=self.latency_s), model_id="fake")
         store, encoder = ((RemoteStore(self.retrieval), RemoteEncoder(self.retrieval))
                           if self.retrieval is not None else FakeRetrieval()())
-        return AgentDeps(settings=Settings(k_evidence=self.k_evidence), generator=ep, judge=ep,
-                         store=store, encoder=encoder)  # type: ignore[arg-type]
+        return fake_deps(self.latency_s, self.k_evidence, store, encoder)
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from agents.common import AgentDeps
+from agents.common import AgentDeps, fake_deps
 from graph.batch import run_batch
-from tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
-from tools.llm import ChatEndpoint
 from tools.schema import Spec
-from tools.settings import Settings
 
 
 def specs(n: int) -> list[Spec]:
@@ -18,9 +15,7 @@ def specs(n: int) -> list[Spec]:
 
 
 def deps(latency: float) -> AgentDeps:
-    ep = ChatEndpoint(chat=FakeSchemaChat(latency_s=latency), model_id="fake")
-    return AgentDeps(settings=Settings(k_evidence=2), generator=ep, judge=ep,
-                     store=FixedStore(), encoder=HashEncoder())  # type: ignore[arg-type]
+    return fake_deps(latency)
 
 
 if __name__ == "__main__":
