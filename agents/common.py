@@ -20,6 +20,7 @@ from tools.schema import LABEL_WORD, Allowed, Evidence, Spec
 from tools.settings import Settings
 
 if TYPE_CHECKING:
+    from tools.privacy_index import PrivacyIndex
     from tools.store import VectorStore
 
 PROMPTS = Path(__file__).parent / "prompts"
@@ -37,6 +38,7 @@ class AgentDeps:
     encoder: Encoder | None = None
     evidence_use: Counter[str] = field(default_factory=Counter)  # over-use across a batch
     rubric: str = "critic_rubric"
+    privacy: PrivacyIndex | None = None  # the whole real corpus, for the corpus-wide copy check
 
 
 def fake_deps(latency_s: float = 0.0, k_evidence: int = 2, store: Any = None,

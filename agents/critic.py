@@ -7,7 +7,16 @@ import time
 from statistics import mean
 from typing import Any, Literal
 
-from agents.common import call_seed, PROMPTS, AgentDeps, ask, describe_target, load_prompt, render_evidence, timed
+from agents.common import (
+    PROMPTS,
+    AgentDeps,
+    ask,
+    call_seed,
+    describe_target,
+    load_prompt,
+    render_evidence,
+    timed,
+)
 from agents.drafter import chosen_topic
 from agents.state import ReportState, Round
 from tools.checks import CheckInput, run_checks
@@ -28,7 +37,7 @@ async def check_consistency(state: ReportState, deps: AgentDeps) -> dict[str, An
         spec=spec, evidence=evidence, rationale=state.get("rationale"), draft=state.get("draft"),
         draft_error=state.get("draft_error", ""), rationale_error=state.get("rationale_error", ""),
         copy_ngram=s.copy_ngram, copy_max_overlap=s.copy_max_overlap,
-        chosen=chosen_topic(spec, state.get("rationale"), evidence)))
+        chosen=chosen_topic(spec, state.get("rationale"), evidence), corpus=deps.privacy))
     return {"checks": results, "verdict": None, **timed("check", state.get("revision", 0), t0)}
 
 

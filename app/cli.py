@@ -6,8 +6,8 @@ import asyncio
 import json
 import os
 import sys
-import tomllib
 import time
+import tomllib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +16,13 @@ import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from tools.settings import ConfigFileError, Settings, load_settings
@@ -159,47 +165,63 @@ def generate(
     label_ratio: Annotated[float, typer.Option(min=0, max=1)] = 0.5,
     condition: Annotated[str | None, typer.Option()] = None,
     intervention: Annotated[str | None, typer.Option()] = None,
-    concurrency: Annotated[int, typer.Option(min=1)] = 2,
+    concurrency: Annotated[int, typer.Option(min=1, help="reports in flight")] = 2,
     max_revisions: Annotated[int | None, typer.Option(min=0)] = None,
     seed: Annotated[int, typer.Option()] = 0,
     k: Annotated[int | None, typer.Option("-k", min=1, max=20, help="evidence trials")] = None,
     report_timeout: Annotated[float | None, typer.Option(help="seconds per report")] = None,
     llm: Annotated[str, typer.Option(help="'auto' (endpoint or embedded) or 'fake'")] = "auto",
+    backend: Annotated[str, typer.Option(help="'asyncio' (one process) or 'ray'")] = "asyncio",
+    ray_address: Annotated[str | None, typer.Option(
+        help="a running Ray cluster ('auto', 'ray://head:10001'); unset = a local Ray")] = None,
     data: Data = None,
 ) -> None:
     """Generate N synthetic reports into --out (resumes if --out holds the same run)."""
     from agents.common import AgentDeps
-    from graph.batch import run_batch
     from tools.encoder import Encoder
     from tools.llm import open_endpoints
     from tools.plan import plan_specs
+    from tools.privacy_index import corpus_index
     from tools.store import open_store
     from tools.trials import normalise_phase
 
     s = settings_for(data_dir=data, max_revisions=max_revisions, k_evidence=k)
-    if llm not in ("auto", "fake"):
-        err.print(f"[bold red]error:[/] --llm {llm!r}: expected 'auto' or 'fake'")
+    for name, value, choices in (("--llm", llm, ("auto", "fake")),
+                                 ("--backend", backend, ("asyncio", "ray"))):
+        if value not in choices:
+            err.print(f"[bold red]error:[/] {name} {value!r}: expected one of {', '.join(choices)}")
+            raise typer.Exit(2)
+    if ray_address and backend != "ray":
+        err.print("[bold red]error:[/] --ray-address needs --backend ray")
         raise typer.Exit(2)
     with user_errors():
-        specs = plan_specs(load_corpus(s), n, seed=seed,
-                           phase=normalise_phase(phase) if phase else None,
+        corpus = load_corpus(s)
+        specs = plan_specs(corpus, n, seed=seed, phase=normalise_phase(phase) if phase else None,
                            label_ratio=label_ratio, condition=condition, intervention=intervention)
+        privacy = corpus_index(s, corpus)
         store = open_store(s)
         try:
             if store.count() == 0:
                 raise UserError("the store is empty: run `trialwright index` first")
-            with open_endpoints(s, llm) as (generator, judge):
-                deps = AgentDeps(settings=s, generator=generator, judge=judge, store=store,
-                                 encoder=Encoder(s))
-                with _bar() as bar:
-                    task = bar.add_task("reports", total=n)
+            with open_endpoints(s, llm) as (generator, judge), _bar() as bar:
+                task = bar.add_task("reports", total=n)
 
-                    def show(p) -> None:
-                        rate = p.finished / max(1e-9, time.perf_counter() - p.started)
-                        bar.update(task, completed=p.done_before + p.finished, description=(
-                            f"accepted {p.accepted} · rejected {p.rejected} · revisions "
-                            f"{p.revisions} · tokens {p.input_tokens + p.output_tokens} · "
-                            f"{rate * 60:.1f}/min"))
+                def show(p) -> None:
+                    rate = p.finished / max(1e-9, time.perf_counter() - p.started)
+                    bar.update(task, completed=p.done_before + p.finished, description=(
+                        f"accepted {p.accepted} · rejected {p.rejected} · revisions "
+                        f"{p.revisions} · tokens {p.input_tokens + p.output_tokens} · "
+                        f"{rate * 60:.1f}/min"))
+
+                deps = AgentDeps(settings=s, generator=generator, judge=judge, store=store,
+                                 encoder=Encoder(s) if backend == "asyncio" else None,
+                                 privacy=privacy)
+                if backend == "ray":
+                    store.close()  # the embedded store opens in one process: Ray's retrieval actor
+                    summary = _generate_on_ray(specs, deps, llm, out_dir, concurrency,
+                                               report_timeout, ray_address, show)
+                else:
+                    from graph.batch import run_batch
 
                     summary = asyncio.run(run_batch(specs, deps, out_dir, concurrency=concurrency,
                                                     report_timeout_s=report_timeout,
@@ -213,6 +235,45 @@ def generate(
               f"rejected: {out_dir / 'rejected.jsonl'}\nrun:      {out_dir / 'run.json'}")
 
 
+def _generate_on_ray(specs: list, deps: Any, llm: str, out_dir: Path, concurrency: int,
+                     report_timeout: float | None, address: str | None, show: Any) -> dict:
+    """The same batch as Ray tasks. Workers build their own deps from settings: the LLM by URL
+    (the embedded server is on this machine, so a remote cluster needs TRIALWRIGHT_LLM_BASE_URL),
+    retrieval through one actor (or each worker's own client for a Qdrant server)."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--backend ray needs Ray: pip install 'trialwright[ray]'") from None
+    from graph.ray_backend import (
+        SettingsDeps,
+        SettingsRetrieval,
+        WorkerDeps,
+        ensure_ray,
+        run_batch_ray,
+        start_retrieval,
+    )
+
+    s = deps.settings
+    if address and not s.llm_base_url and llm != "fake":
+        raise UserError("a Ray cluster cannot reach the embedded LLM on 127.0.0.1: set "
+                        "TRIALWRIGHT_LLM_BASE_URL to an endpoint the workers can reach")
+    ensure_ray(address)
+    try:
+        retrieval = None if s.qdrant_url else start_retrieval(SettingsRetrieval(s))
+        chat = deps.generator.chat
+        factory = SettingsDeps(
+            settings=s, llm="fake" if llm == "fake" else "endpoint",
+            base_url=getattr(chat, "openai_api_base", None), model=deps.generator.model_id,
+            api_key=s.api_key() if s.llm_base_url else "not-needed",
+            slots=deps.generator.max_concurrency, retrieval=retrieval,
+            privacy_dir=str(deps.privacy.folder) if deps.privacy is not None else None)
+        return run_batch_ray(specs, WorkerDeps.like(deps, factory), out_dir,
+                             max_in_flight=concurrency, report_timeout_s=report_timeout,
+                             address=address, on_progress=show)
+    finally:
+        ray.shutdown()
+
+
 @app.command()
 def quickstart(n: Annotated[int, typer.Option("--n", min=1)] = 3,
                out_dir: Annotated[Path, typer.Option("--out")] = Path("runs/quickstart")) -> None:
@@ -222,7 +283,7 @@ def quickstart(n: Annotated[int, typer.Option("--n", min=1)] = 3,
            as_json=False)
     generate(n=n, out_dir=out_dir, phase=None, label_ratio=0.5, condition=None,
              intervention=None, concurrency=2, max_revisions=1, seed=0, k=None,
-             report_timeout=None, llm="auto", data=None)
+             report_timeout=None, llm="auto", backend="asyncio", ray_address=None, data=None)
 
 
 def _register_extensions() -> None:

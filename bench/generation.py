@@ -7,7 +7,7 @@
 (c) --embedded: the real embedded model: seconds per report, LLM calls and tokens per accepted
     report, tokens/s vs llama.cpp's raw speed on the same model (slow: minutes).
 
-    python bench/generation.py [--quick] [--embedded N]
+    python bench/generation.py [--quick] [--embedded N [--phase P] [--keep DIR]]
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--embedded", type=int, default=0, help="also run N reports on the real model")
+    ap.add_argument("--phase", help="embedded run: one phase instead of the real mix")
+    ap.add_argument("--keep", type=Path, help="embedded run: keep its files here (resumable)")
     args = ap.parse_args()
     n_instant, n_latency = (20, 32) if args.quick else (100, 128)
     results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -63,7 +65,7 @@ def main() -> None:
     if args.embedded:
         from bench.embedded import embedded_run
 
-        results["embedded"] = embedded_run(args.embedded)
+        results["embedded"] = embedded_run(args.embedded, phase=args.phase, keep=args.keep)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
     for key in ("instant", "latency_200ms"):

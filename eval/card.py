@@ -25,10 +25,11 @@ from typing import Any
 from eval import plots
 from eval.diversity import pairwise_cosines
 from eval.quality import Embed, QualityResult, evaluate_quality
-from eval.records import read_generated, real_records
+from eval.records import from_generated, real_records
+from eval.synthetic_reports import read_generated_lines, reports_file
 from tools.settings import Settings
 from tools.trials import load_top
-from tools.writer import read_jsonl, write_json_atomic
+from tools.writer import write_json_atomic
 
 PACKAGES = ("trialwright", "numpy", "scipy", "scikit-learn", "torch", "transformers",
             "sentence-transformers", "krippendorff", "matplotlib", "langchain-core", "langgraph")
@@ -378,10 +379,14 @@ def build_card(synthetic: Path, out: Path, real_files: list[Path] | None = None,
     corpus). embed: texts -> unit-norm rows (default: the product's encoder).
     """
     settings = settings or Settings()
-    synthetic = Path(synthetic)
-    report_file = synthetic / "reports.jsonl" if synthetic.is_dir() else synthetic
+    report_file = reports_file(synthetic)
+    rejected = report_file.with_name("rejected.jsonl")
+    lines = [line for _, line in read_generated_lines(report_file)]
+    rejected_lines = ([line for _, line in read_generated_lines(rejected)]
+                      if rejected.is_file() else [])
     real_files = list(real_files or [settings.top_dir / f for f in settings.top_files])
-    records = read_generated(report_file, include_rejected)
+    records = [r for line in lines + (rejected_lines if include_rejected else [])
+               if (r := from_generated(line))]
     trials = load_top(real_files)
     real_all = real_records(trials)
     per_file = Counter(name for t in trials for name in t.sources)
@@ -395,9 +400,6 @@ def build_card(synthetic: Path, out: Path, real_files: list[Path] | None = None,
     figures = _figures(quality, out, seed)
 
     utility, judged = _read_json(utility_metrics), _read_json(agreement)
-    lines = list(read_jsonl(report_file))
-    rejected = report_file.with_name("rejected.jsonl")
-    rejected_lines = list(read_jsonl(rejected)) if rejected.is_file() else []
     provenance = {
         "built": datetime.now(UTC).isoformat(timespec="seconds"), "platform": platform.platform(),
         "data": [{"role": "synthetic (accepted)", "path": str(report_file), "records": len(lines),

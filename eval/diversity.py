@@ -11,12 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from eval.records import TrialRecord, words
+from eval.records import TrialRecord
+from tools.privacy_index import tokens
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float | None:
     """Distinct n-grams over all n-grams in the set (Li et al. 2016); 1.0 = no repetition."""
-    grams = [tuple(w[i:i + n]) for t in texts for w in [words(t)] for i in range(len(w) - n + 1)]
+    grams = [tuple(w[i:i + n]) for t in texts for w in [tokens(t)] for i in range(len(w) - n + 1)]
     return round(len(set(grams)) / len(grams), 4) if grams else None
 
 

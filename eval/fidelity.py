@@ -19,7 +19,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-from eval.records import TrialRecord, count_criteria, words
+from eval.records import TrialRecord, count_criteria
+from tools.privacy_index import tokens
 
 
 def _median_gamma(pooled: np.ndarray) -> float:
@@ -137,7 +138,7 @@ def field_distributions(real: Sequence[TrialRecord],
                         synthetic: Sequence[TrialRecord]) -> dict[str, Any]:
     inc = {"real": [count_criteria(r.criteria) for r in real],
            "synthetic": [count_criteria(r.criteria) for r in synthetic]}
-    n_words = {k: [len(words(r.criteria)) for r in v] for k, v in
+    n_words = {k: [len(tokens(r.criteria)) for r in v] for k, v in
                (("real", real), ("synthetic", synthetic))}
     enrollment = [r.enrollment for r in synthetic if r.enrollment is not None]
     return {

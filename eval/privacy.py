@@ -2,8 +2,9 @@
 
 - distance to closest real record (DCR, cosine distance), against the real-to-real baseline
   (held-out real trials to the rest);
-- verbatim copying against the WHOLE real corpus through an index of hashed word n-grams (one
-  sorted array, searched with `np.searchsorted`), with the same real-to-real baseline;
+- verbatim copying against the WHOLE real corpus through `tools.privacy_index.PrivacyIndex` (the
+  generation-time privacy gate's index of hashed word n-grams), with the same real-to-real
+  baseline;
 - real NCT-id leakage;
 - a distance-based membership-inference attack: are the real trials the generator saw (its
   retrieved evidence) closer to the synthetic set than real trials it never saw?
@@ -11,17 +12,16 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.metrics import roc_auc_score
 
 from eval.fidelity import summarise
-from eval.records import TrialRecord, words
+from eval.records import TrialRecord
+from tools.privacy_index import PrivacyIndex
 from tools.trials import NCT_ID
 
 #: A synthetic record is flagged when any of these holds.
@@ -29,72 +29,31 @@ FLAG_DCR = 0.02  # cosine >= 0.98 to a real trial
 FLAG_COPY_RATE = 0.5  # half of its n-grams appear verbatim in the real corpus
 
 
-class NgramIndex:
-    """Hashes of every word n-gram of a corpus, sorted, each with the first document holding it.
-
-    Tokens map to random 64-bit values and a window hashes to a polynomial in them (mod 2**64),
-    so building is vectorised per document and a look-up is a binary search.
-    """
-
-    def __init__(self, texts: Sequence[str], ids: Sequence[str], n: int = 8, seed: int = 0):
-        self.n, self.ids = n, list(ids)
-        self._rng = np.random.default_rng(seed)
-        self._token: dict[str, np.uint64] = {}
-        self._powers = np.array([pow(1_000_003, k, 2**64) for k in range(n)], dtype=np.uint64)
-        hashes, owners = [], []
-        for doc, text in enumerate(texts):
-            h = self._hashes(words(text), grow=True)[0]
-            hashes.append(h)
-            owners.append(np.full(len(h), doc, dtype=np.int32))
-        flat = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
-        owner = np.concatenate(owners) if owners else np.zeros(0, np.int32)
-        self.hashes, first = np.unique(flat, return_index=True)
-        self.owners = owner[first]
-
-    def _hashes(self, tokens: list[str], grow: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Window hashes and whether each window has only known tokens."""
-        if grow:
-            for t in tokens:
-                if t not in self._token:
-                    self._token[t] = np.uint64(self._rng.integers(1, 2**63))
-        vals = np.array([self._token.get(t, 0) for t in tokens], dtype=np.uint64)
-        if len(vals) < self.n:
-            return np.zeros(0, np.uint64), np.zeros(0, bool)
-        windows = sliding_window_view(vals, self.n)
-        known = (windows != 0).all(axis=1)
-        return (windows * self._powers).sum(axis=1, dtype=np.uint64), known
-
-    def lookup(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Per window of `text`: found in the corpus, and the index of a document holding it."""
-        h, known = self._hashes(words(text))
-        pos = np.clip(np.searchsorted(self.hashes, h), 0, max(len(self.hashes) - 1, 0))
-        found = known & (self.hashes[pos] == h) if len(self.hashes) else np.zeros(len(h), bool)
-        return found, np.where(found, self.owners[pos] if len(self.owners) else -1, -1)
-
-
 def longest_run(flags: np.ndarray) -> int:
-    best = run = 0
-    for f in flags:
-        run = run + 1 if f else 0
-        best = max(best, run)
-    return best
+    """Length of the longest stretch of consecutive True values."""
+    edges = np.diff(np.r_[0, np.asarray(flags, dtype=np.int8), 0])
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max(initial=0))
 
 
 @dataclass(frozen=True)
-class CopyMatch:
-    copy_rate: float  # share of the text's n-grams found verbatim in the corpus
+class VerbatimCopy:
+    copy_rate: float  # share of the text's n-gram windows found verbatim in the corpus
     longest_span_words: int  # longest stretch whose every n-gram is in the corpus (0 = none)
-    source: str | None  # the corpus document sharing most of those n-grams
+    source: str | None  # the corpus trial sharing most of the text's n-grams
 
 
-def copy_match(index: NgramIndex, text: str) -> CopyMatch:
-    found, owners = index.lookup(text)
-    if not len(found):
-        return CopyMatch(0.0, 0, None)
-    run = longest_run(found)
-    top = Counter(owners[found].tolist()).most_common(1)
-    return CopyMatch(round(float(found.mean()), 4), run + index.n - 1 if run else 0,
-                     index.ids[top[0][0]] if top else None)
+def verbatim_copy(index: PrivacyIndex, text: str) -> VerbatimCopy:
+    found = index.window_hits(text)
+    if not found.any():
+        return VerbatimCopy(0.0, 0, None)
+    best = index.copy_matches(text, top=1)
+    return VerbatimCopy(round(float(found.mean()), 4), longest_run(found) + index.n - 1,
+                        best[0].nctid if best else None)
+
+
+def ngram_index(records: Sequence[TrialRecord], n: int) -> PrivacyIndex:
+    """The corpus-wide copy index over the records' free text (`prose`)."""
+    return PrivacyIndex.build([(r.id, r.prose) for r in records], n=n)
 
 
 def closest_distances(queries: np.ndarray, reference: np.ndarray,
@@ -157,18 +116,17 @@ def membership_inference(real: Sequence[TrialRecord], real_emb: np.ndarray,
 
 def privacy(real_all: Sequence[TrialRecord], real: Sequence[TrialRecord], real_emb: np.ndarray,
             synthetic: Sequence[TrialRecord], syn_emb: np.ndarray, distances: Distances,
-            ngram: int = 8, seed: int = 0) -> dict[str, Any]:
+            ngram: int = 8) -> dict[str, Any]:
     """`real_all`: the whole real corpus (text checks); `real`/`real_emb`: the embedded sample."""
     syn_dcr, syn_near, base_dcr, hold = (distances.synthetic, distances.nearest_real,
                                          distances.real_holdout, distances.holdout)
     base_p5 = float(np.percentile(base_dcr, 5)) if len(base_dcr) else None
 
-    corpus = NgramIndex([r.prose for r in real_all], [r.id for r in real_all], n=ngram, seed=seed)
+    corpus = ngram_index(real_all, ngram)
     held_ids = {real[i].id for i in hold}
-    rest = [r for r in real_all if r.id not in held_ids]
-    baseline_index = NgramIndex([r.prose for r in rest], [r.id for r in rest], n=ngram, seed=seed)
-    syn_copy = [copy_match(corpus, r.prose) for r in synthetic]
-    base_copy = [copy_match(baseline_index, real[i].prose) for i in hold]
+    baseline_index = ngram_index([r for r in real_all if r.id not in held_ids], ngram)
+    syn_copy = [verbatim_copy(corpus, r.prose) for r in synthetic]
+    base_copy = [verbatim_copy(baseline_index, real[i].prose) for i in hold]
 
     real_ids = {r.id for r in real_all}
     leaks = nct_leaks(synthetic)

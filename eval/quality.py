@@ -75,6 +75,6 @@ def evaluate_quality(synthetic: Sequence[TrialRecord], real_all: Sequence[TrialR
         "diversity": diversity(uniform, uniform_emb, synthetic, syn_emb, seed=seed,
                                vocabulary=real_all),
         "privacy": privacy(real_all, sample.records, real_emb, synthetic, syn_emb, distances,
-                           ngram=ngram, seed=seed),
+                           ngram=ngram),
     }
     return QualityResult(metrics, sample, real_emb, syn_emb, distances)

@@ -1,4 +1,4 @@
-"""Real and synthetic trials as one comparable record, read from files.
+"""Real and synthetic trials as one comparable record.
 
 TOP gives only phase, label, conditions, drugs and eligibility text, so every comparison of real
 with synthetic uses those fields, rendered for both exactly as `Trial.text()` renders real trials
@@ -12,16 +12,13 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tools.trials import Trial
-from tools.writer import read_jsonl
 
 _BULLET = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)])\s+", re.MULTILINE)
 _EXCLUSION = re.compile(r"exclusion criteria\s*:?", re.IGNORECASE)
 _INCLUSION = re.compile(r"inclusion criteria\s*:?", re.IGNORECASE)
-_WORD = re.compile(r"[a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -41,11 +38,6 @@ class TrialRecord:
     enrollment: int | None = None
     generator_model: str | None = None
     evidence_ids: tuple[str, ...] = ()
-
-
-def words(text: str) -> list[str]:
-    """Lower-case word tokens, the same as the generation-time copy check (`tools.checks`)."""
-    return _WORD.findall(text.lower())
 
 
 def count_criteria(criteria: str) -> tuple[int, int]:
@@ -69,7 +61,8 @@ def from_trial(trial: Trial) -> TrialRecord:
 
 
 def from_generated(line: dict[str, Any]) -> TrialRecord | None:
-    """One line of `reports.jsonl` / `rejected.jsonl`; None when it holds no report."""
+    """One line of `reports.jsonl` / `rejected.jsonl` (read by `eval.synthetic_reports`); None
+    when it holds no report."""
     report = line.get("report")
     if not report:
         return None
@@ -90,18 +83,6 @@ def from_generated(line: dict[str, Any]) -> TrialRecord | None:
         raw=json.dumps(report),
         enrollment=report.get("enrollment"), generator_model=prov.get("generator_model"),
         evidence_ids=tuple(e["nctid"] for e in prov.get("evidence", [])))
-
-
-def read_generated(path: Path, include_rejected: bool = False) -> list[TrialRecord]:
-    """Reports of a generation run: a `reports.jsonl` file, or a run folder holding one."""
-    path = Path(path)
-    files = [path / "reports.jsonl"] if path.is_dir() else [path]
-    if include_rejected:
-        files.append(files[0].with_name("rejected.jsonl"))
-    missing = [f for f in files[:1] if not f.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{missing[0]}: no generated reports there")
-    return [r for f in files for line in read_jsonl(f) if (r := from_generated(line))]
 
 
 def real_records(trials: Iterable[Trial]) -> list[TrialRecord]:

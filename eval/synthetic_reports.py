@@ -1,12 +1,15 @@
-"""Read the `reports.jsonl` that `trialwright generate` writes into classifier examples.
+"""The one reader of what `trialwright generate` writes (`reports.jsonl`, `rejected.jsonl`).
 
 eval/ never imports the generator: the file is the contract. Strict like the TOP loader: a bad
-line is an `EvalInputError` naming the file and line. Rejected reports are skipped and counted.
+line is an `EvalInputError` naming the file and line. The quality eval turns the lines into
+`eval.records.TrialRecord`s; the classifier eval (`read_synthetic`) into examples, skipping and
+counting rejected reports.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +72,20 @@ def example_from_record(record: dict[str, Any], file: Path, line: int) -> Classi
                         linked_ids(record))
 
 
-def read_synthetic(file: Path) -> tuple[list[ClassifierExample], SyntheticFileSummary]:
-    """Accepted reports of a generate run as examples; any malformed line is an error."""
+def reports_file(path: Path | str) -> Path:
+    """A `reports.jsonl` file, or the one inside a run folder."""
+    path = Path(path)
+    return path / "reports.jsonl" if path.is_dir() else path
+
+
+def read_generated_lines(file: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for each non-blank line of a generated-reports file."""
     file = Path(file)
     if not file.is_file():
         raise EvalInputError(file, "synthetic reports file not found")
-    examples: list[ClassifierExample] = []
-    lines = skipped = 0
     for line_no, raw in enumerate(file.read_bytes().splitlines(), start=1):
         if not raw.strip():
             continue
-        lines += 1
         try:
             record = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
@@ -89,6 +95,17 @@ def read_synthetic(file: Path) -> tuple[list[ClassifierExample], SyntheticFileSu
                                  line_no) from None
         if not isinstance(record, dict):
             raise EvalInputError(file, "expected a JSON object", line_no)
+        yield line_no, record
+
+
+def read_synthetic(path: Path | str) -> tuple[list[ClassifierExample], SyntheticFileSummary]:
+    """Accepted reports of a generate run (file or run folder) as examples; any malformed line
+    is an error."""
+    file = reports_file(path)
+    examples: list[ClassifierExample] = []
+    lines = skipped = 0
+    for line_no, record in read_generated_lines(file):
+        lines += 1
         if record.get("status", "accepted") != "accepted":
             skipped += 1
             continue

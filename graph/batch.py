@@ -31,8 +31,8 @@ from tools.schema import Spec
 from tools.writer import JsonlWriter, jsonl_to_parquet, read_jsonl, write_json_atomic
 
 GENERATION_SETTINGS = ("k_evidence", "max_revisions", "parse_retries", "judge_threshold",
-                       "copy_ngram", "copy_max_overlap", "llm_temperature", "llm_max_tokens",
-                       "encoder", "collection")
+                       "copy_ngram", "copy_max_overlap", "corpus_copy_check", "llm_temperature",
+                       "llm_max_tokens", "encoder", "collection")
 
 
 class BatchError(RuntimeError):

@@ -154,6 +154,15 @@ def _drop_checkpoint(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+def ensure_ray(address: str | None = None, init_kwargs: dict[str, Any] | None = None) -> None:
+    """Connect to `address`, or start a quiet local Ray, unless Ray is already initialised."""
+    import ray
+
+    if not ray.is_initialized():
+        local = {} if address else {"include_dashboard": False, "log_to_driver": False}
+        ray.init(address=address, **(local | (init_kwargs or {})))
+
+
 def run_batch_ray(specs: list[Spec], worker_deps: WorkerDeps, out: Path, *,
                   max_in_flight: int = 8, num_cpus_per_task: float = 0.25,
                   report_timeout_s: float | None = None, checkpoints: bool = True,
@@ -167,9 +176,7 @@ def run_batch_ray(specs: list[Spec], worker_deps: WorkerDeps, out: Path, *,
     """
     import ray
 
-    if not ray.is_initialized():
-        local = {} if address else {"include_dashboard": False, "log_to_driver": False}
-        ray.init(address=address, **(local | (init_kwargs or {})))
+    ensure_ray(address, init_kwargs)
     identity = worker_deps.identity
     run = open_run(specs, identity, out, concurrency=max_in_flight, extra={
         "versions": {**_versions(), "ray": ray.__version__},
@@ -346,10 +353,10 @@ class SettingsDeps:
         deps = AgentDeps(settings=s, generator=generator, judge=judge, store=store,  # type: ignore[arg-type]
                          encoder=encoder)  # type: ignore[arg-type]
         if self.privacy_dir:
-            deps.privacy = PrivacyIndex.load(self.privacy_dir)  # type: ignore[attr-defined]
+            deps.privacy = PrivacyIndex.load(self.privacy_dir)
         return deps
 
 
 __all__ = ["FakeDeps", "FakeRetrieval", "RemoteEncoder", "RemoteStore", "RetrievalService",
-           "SettingsDeps", "SettingsRetrieval", "WorkerDeps", "run_batch_ray", "run_spec_task",
-           "start_retrieval"]
+           "SettingsDeps", "SettingsRetrieval", "WorkerDeps", "ensure_ray", "run_batch_ray",
+           "run_spec_task", "start_retrieval"]

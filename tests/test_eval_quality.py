@@ -7,10 +7,11 @@ import pytest
 
 from eval.diversity import distinct_n, diversity, near_duplicate_rate
 from eval.fidelity import mmd_rbf, two_sample_auc
-from eval.privacy import NgramIndex, copy_match, membership_inference
+from eval.privacy import VerbatimCopy, longest_run, membership_inference, verbatim_copy
 from eval.quality import bag_of_words_embedder, evaluate_quality
 from eval.records import count_criteria, from_generated, from_trial
 from tests.fakes import report
+from tools.privacy_index import PrivacyIndex
 from tools.schema import SyntheticTrial
 from tools.trials import Trial
 
@@ -91,11 +92,17 @@ def test_distinct_n_counts_repeats():
 
 
 def test_ngram_index_finds_copied_spans_and_their_source():
-    corpus = ["the quick brown fox jumps over the lazy dog today", "an unrelated text here"]
-    index = NgramIndex(corpus, ["NCT1", "NCT2"], n=4)
-    m = copy_match(index, "we saw the quick brown fox jumps over a cat")
-    assert m.longest_span_words == 6 and m.source == "NCT1"
-    assert copy_match(index, "nothing shared at all here").copy_rate == 0.0
+    corpus = [("NCT1", "the quick brown fox jumps over the lazy dog today"),
+              ("NCT2", "an unrelated text here")]
+    index = PrivacyIndex.build(corpus, n=4)
+    m = verbatim_copy(index, "we saw the quick brown fox jumps over a cat")
+    assert m.longest_span_words == 6 and m.source == "NCT1" and m.copy_rate == round(3 / 7, 4)
+    assert verbatim_copy(index, "nothing shared at all here") == VerbatimCopy(0.0, 0, None)
+
+
+def test_longest_run_counts_consecutive_hits():
+    assert longest_run(np.array([True, False, True, True, True, False, True])) == 3
+    assert longest_run(np.zeros(0, bool)) == 0 and longest_run(np.zeros(4, bool)) == 0
 
 
 def test_exact_copy_of_a_real_record_is_flagged(real):

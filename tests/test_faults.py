@@ -193,14 +193,15 @@ def test_bad_answers_are_repaired_or_rejected_never_lost(tmp_path, kind):
     assert served.get(kind, 0) > 0
     acc, rej = outcome(tmp_path, batch)
     errors = call_errors(acc + rej)
-    expected = {"truncated": "LengthFinishReasonError", "malformed": "JSONDecodeError",
+    expected = {"truncated": "truncated: the answer hit the token limit",
+                "malformed": "JSONDecodeError",
                 "schema_violation": "invalid answer", "wrong_label": "not allowed"}[kind]
     if kind == "wrong_label":  # a wrong verdict is valid JSON: it costs a revision, no error
         assert any(expected in e for e in errors) or any(
             r["provenance"]["revisions"] for r in acc + rej)
     else:
         assert any(expected in e for e in errors), errors
-    if kind in ("malformed", "schema_violation"):  # the re-ask path repaired some answers
+    if kind in ("truncated", "malformed", "schema_violation"):  # re-asks repaired some answers
         repaired = [c for r in acc + rej for c in r["provenance"]["llm_calls"]
                     if c["ok"] and c["attempts"] > 1]
         assert repaired

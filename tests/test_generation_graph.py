@@ -2,7 +2,7 @@
 
 from graph.generation import run_spec
 from tests.fakes import make_deps, rationale, report, verdict
-from tools.schema import Spec
+from tools.schema import Spec, SyntheticTrial
 
 SPEC = Spec(spec_id="s1", phase="phase 2", label=1, seed=7)
 
@@ -95,3 +95,21 @@ def test_judge_and_generator_are_different_models():
     models = {c.node: c.model for c in state["llm_calls"]}
     assert models == {"reason": "gen-model", "draft": "gen-model", "judge": "other-judge"}
     assert state["verdict"].judge_model == "other-judge"
+
+
+def test_copy_of_an_unretrieved_real_trial_is_caught_by_the_corpus_index():
+    """The evidence-only copy check cannot see a trial that was not retrieved; the index can."""
+    from tools.privacy_index import PrivacyIndex
+
+    copied = report()
+    source = SyntheticTrial.model_validate(copied).prose()
+    corpus = PrivacyIndex.build([("NCT07654321", source), ("NCT00000099", "an unrelated trial")])
+    deps = make_deps([rationale(), copied, copied], [], max_revisions=1)
+    deps.privacy = corpus
+    state = run_spec(SPEC, deps)
+    assert state["status"] == "rejected"
+    for r in state["rounds"]:
+        assert [c.name for c in r.failed_checks] == ["not_copied_from_corpus"]
+        assert "NCT07654321" in r.failed_checks[0].message
+    deps = make_deps([rationale(), copied], [verdict()])  # the same report, no index: accepted
+    assert run_spec(SPEC, deps)["status"] == "accepted"

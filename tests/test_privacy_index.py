@@ -104,6 +104,20 @@ def test_short_text_and_empty_corpus():
         PrivacyIndex.build([], n=0)
 
 
+def test_window_hits_mark_each_copied_window_in_order(index, corpus):
+    rng = random.Random(7)
+    fresh = "unrelated words nobody indexed " * 5
+    copied = " ".join(corpus[5][1].split()[:30])
+    hits = index.window_hits(fresh + copied + " " + fresh)
+    words = len(fresh.split())
+    assert len(hits) == 2 * words + 30 - 11
+    assert not hits[:words - 11].any() and hits[words:words + 30 - 11].all()
+    assert not index.window_hits(text(rng, 5)).size  # shorter than one window
+    assert not PrivacyIndex.build([], n=12).window_hits(copied).any()
+    with pytest.raises(ValueError, match="sample=1"):
+        PrivacyIndex.build(corpus[:3], n=12, sample=4).window_hits(copied)
+
+
 DATA = Settings().data_dir.resolve()
 
 
@@ -119,14 +133,11 @@ def test_real_corpus_flags_a_copied_real_trial():
     assert nctid in {m.nctid for m in finding.matches if m.share == finding.matches[0].share}
 
 
-def test_corpus_check_in_the_checks_once_plugged_in(corpus):
-    """`tools.checks.check_not_copied_from_corpus` (after the checks/critic/AgentDeps patch)."""
+def test_corpus_check_flags_copies_and_real_ids_of_unretrieved_trials(corpus):
+    """`check_not_copied_from_corpus` sees the whole corpus, not only the retrieved evidence."""
+    from tests.fakes import report
     from tools import checks
     from tools.schema import Spec, SyntheticTrial
-
-    if not hasattr(checks, "check_not_copied_from_corpus"):
-        pytest.skip("the privacy index is not plugged into tools/checks.py yet")
-    from tests.fakes import report
 
     draft = SyntheticTrial.model_validate(report())
     spec = Spec(spec_id="p", phase="phase 2", label=1)

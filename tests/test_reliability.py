@@ -82,24 +82,7 @@ def test_malformed_top_csv_is_one_clear_error(case, workdir, monkeypatch):
     assert tree(workdir / "store") | tree(workdir / "run") == before
 
 
-# Settings that pydantic-settings cannot parse (SettingsError), a TRIALWRIGHT_CONFIG naming a
-# missing file, and corrupt lines in a run's JSONL need small patches to app/cli.py,
-# tools/settings.py and tools/writer.py; until they land these cases are expected to fail
-# (strictly: once patched, the markers switch themselves off and the cases must pass).
-_CLI_PATCHED = "SettingsError" in (ROOT / "app" / "cli.py").read_text()
-_WRITER_PATCHED = "class JsonlError" in (ROOT / "tools" / "writer.py").read_text()
-NEEDS_CLI_PATCH = {"env_list_not_json", "env_config_file_missing"}
-
-
-def _expect(case, needs: set[str], patched: bool, what: str):
-    if case.name not in needs:
-        return case
-    return pytest.param(case, marks=pytest.mark.xfail(not patched, strict=True,
-                                                       reason=f"needs the {what} patch"))
-
-
-@pytest.mark.parametrize("case", [_expect(c, NEEDS_CLI_PATCH, _CLI_PATCHED, "cli/settings")
-                                  for c in CONFIG_CASES], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", CONFIG_CASES, ids=lambda c: c.name)
 def test_malformed_settings_are_one_clear_error(case, workdir, monkeypatch):
     for name, content in (case.files or {}).items():
         (workdir / name).write_text(content)
@@ -112,9 +95,7 @@ def test_malformed_settings_are_one_clear_error(case, workdir, monkeypatch):
     assert tree(workdir / "run") == before
 
 
-@pytest.mark.parametrize("case", [
-    _expect(c, {x.name for x in JSONL_CASES} - {"json_run_file_not_json"}, _WRITER_PATCHED,
-            "tools/writer.py") for c in JSONL_CASES], ids=lambda c: c.name)
+@pytest.mark.parametrize("case", JSONL_CASES, ids=lambda c: c.name)
 def test_corrupt_resume_files_refuse_with_file_and_line(case, tmp_path):
     from graph.batch import BatchError
     from tools.trials import DataError

@@ -9,15 +9,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from tools.privacy_index import tokens
 from tools.schema import CheckResult, Evidence, Rationale, Spec, SyntheticTrial
 from tools.trials import NCT_ID
+
+if TYPE_CHECKING:
+    from tools.privacy_index import PrivacyIndex
 
 _PHASE_WORDS = {"1": "1", "i": "1", "2": "2", "ii": "2", "3": "3", "iii": "3", "4": "4", "iv": "4"}
 _PHASE_MENTION = re.compile(r"\bphase\s*(iv|iii|ii|i|[1-4])\b", re.IGNORECASE)
 _AGES = [re.compile(p, re.IGNORECASE) for p in (
-    r"\bage[ds]?(?: of)?\s*(?:between\s*)?(?:≥|>=|>|at least\s*)?\s*(\d{1,3})"
-    r"(?:\s*(?:-|–|to|and)\s*(\d{1,3}))?",
+    (r"\bage[ds]?(?: of)?\s*(?:between\s*)?(?:≥|>=|>|at least\s*)?\s*(\d{1,3})"
+     r"(?:\s*(?:-|–|to|and)\s*(\d{1,3}))?"),
     r"(\d{1,3})\s*(?:-|–|to)\s*(\d{1,3})\s*years",
     r"(\d{1,3})\s*years?\s*(?:of age|old|or older|and older|and above)")]
 # Phrases that state the opposite outcome: a success report must not read as a failure.
@@ -27,7 +32,6 @@ _FAILURE_WORDS = re.compile(
 _SUCCESS_WORDS = re.compile(
     r"\b(met (?:its|the) primary (?:end ?point|outcome)|primary (?:end ?point|outcome) was met"
     r"|successfully (?:met|achieved|demonstrated))\b", re.IGNORECASE)
-_WORD = re.compile(r"[a-z0-9]+")
 
 
 @dataclass
@@ -41,6 +45,7 @@ class CheckInput:
     copy_ngram: int = 12
     copy_max_overlap: float = 0.2
     chosen: dict[str, str] = field(default_factory=dict)
+    corpus: PrivacyIndex | None = None  # the whole real corpus; None = that check is skipped
 
 
 def _ok(name: str, target: str = "drafter") -> CheckResult:
@@ -51,16 +56,12 @@ def _fail(name: str, message: str, target: str = "drafter") -> CheckResult:
     return CheckResult(name=name, passed=False, message=message, target=target)  # type: ignore[arg-type]
 
 
-def _tokens(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
 def _mentions(haystack: str, needle: str) -> bool:
     """True if the text names the term: the whole phrase, or most of its distinctive words."""
     h, n = haystack.lower(), needle.lower().strip()
     if n and n in h:
         return True
-    words = [w for w in _tokens(n) if len(w) > 3]
+    words = [w for w in tokens(n) if len(w) > 3]
     return bool(words) and sum(w in h for w in words) >= max(1, (len(words) + 1) // 2)
 
 
@@ -180,7 +181,7 @@ def check_no_nct_id(x: CheckInput) -> CheckResult:
 
 def ngram_overlap(text: str, source: str, n: int) -> float:
     """Share of the text's word n-grams that occur verbatim in the source."""
-    t, s = _tokens(text), _tokens(source)
+    t, s = tokens(text), tokens(source)
     grams = {tuple(t[i:i + n]) for i in range(len(t) - n + 1)}
     if not grams:
         return 0.0
@@ -200,6 +201,24 @@ def check_no_verbatim_copy(x: CheckInput) -> CheckResult:
     return _ok("no_verbatim_copy")
 
 
+def check_not_copied_from_corpus(x: CheckInput) -> CheckResult:
+    """The retrieved-evidence copy check, against every real trial (an index, not a scan)."""
+    if x.draft is None:
+        return _fail("not_copied_from_corpus", "no report")
+    if x.corpus is None:
+        return _ok("not_copied_from_corpus")
+    real, _ = x.corpus.real_ids(x.draft.model_dump_json())  # unknown ids: check_no_nct_id
+    top = x.corpus.copy_matches(x.draft.prose(), top=1)
+    problems = [f"names real trial id(s) {', '.join(real)}"] if real else []
+    if top and top[0].share > x.copy_max_overlap:
+        problems.append(f"{top[0].share:.0%} of its {x.corpus.n}-word sequences are copied from "
+                        f"real trial {top[0].nctid}")
+    if problems:
+        return _fail("not_copied_from_corpus", "; ".join(problems) + "; a synthetic trial must "
+                     "name no real trial and be written in new words")
+    return _ok("not_copied_from_corpus")
+
+
 CHECKS: list[Callable[[CheckInput], CheckResult]] = [
     check_rationale_valid,
     check_rationale_cites_evidence,
@@ -211,6 +230,7 @@ CHECKS: list[Callable[[CheckInput], CheckResult]] = [
     check_eligibility_wellformed,
     check_no_nct_id,
     check_no_verbatim_copy,
+    check_not_copied_from_corpus,
 ]
 
 

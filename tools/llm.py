@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from openai import LengthFinishReasonError
 from pydantic import BaseModel, Field, ValidationError
 
 from tools.schema import Allowed, constrained_schema
@@ -139,6 +140,16 @@ async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
             else:
                 async with gate:
                     answer = await model.ainvoke(convo)
+        except LengthFinishReasonError as err:
+            # Cut off at max_tokens: the same question would be cut again, so ask for less.
+            usage = getattr(err.completion, "usage", None)
+            record.input_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
+            record.output_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
+            record.errors.append("truncated: the answer hit the token limit")
+            convo += [HumanMessage(content="Your answer was cut off at the length limit. Reply "
+                                   "again with a shorter JSON object: every required field, "
+                                   "briefer prose.")]
+            continue
         except Exception as err:  # noqa: BLE001 - any transport failure is recorded, not raised
             record.errors.append(f"transport: {_short(err)}")
             break

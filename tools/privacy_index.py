@@ -33,10 +33,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from tools.settings import Settings
     from tools.trials import Trial
 
 FORMAT = 1
-_WORD = re.compile(r"[a-z0-9]+")  # the tokenizer of tools.checks
+_WORD = re.compile(r"[a-z0-9]+")  # words, for every n-gram comparison (checks, index, eval)
 _NCT = re.compile(r"\bNCT(\d{8})\b", re.IGNORECASE)
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd: the polynomial's base
 _ARRAYS = ("keys", "offsets", "postings", "nct_numbers")
@@ -239,14 +240,26 @@ class PrivacyIndex:
             grams = grams[grams % np.uint64(self.sample) == 0]
         return grams
 
+    def _find(self, grams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per n-gram hash: its position in ``keys``, and whether it is there."""
+        pos = np.searchsorted(self.keys, grams)
+        hit = pos < len(self.keys)
+        hit[hit] = np.asarray(self.keys[pos[hit]]) == grams[hit]
+        return pos, hit
+
+    def window_hits(self, text: str) -> np.ndarray:
+        """Per window of n consecutive words of the text, in order: does any indexed trial hold
+        it? (Copied spans need every window, so a sampled index refuses.)"""
+        if self.sample > 1:
+            raise ValueError(f"window_hits needs an index built with sample=1, not {self.sample}")
+        return self._find(_ngram_hashes(self._hash(tokens(text)), self.n))[1]
+
     def copy_matches(self, text: str, top: int = 3) -> list[CopyMatch]:
         """The real trials sharing the largest share of the text's n-grams, best first."""
         grams = self._report_grams(text)
         if not len(grams) or not len(self.keys):
             return []
-        pos = np.searchsorted(self.keys, grams)
-        hit = pos < len(self.keys)
-        hit[hit] = np.asarray(self.keys[pos[hit]]) == grams[hit]
+        pos, hit = self._find(grams)
         pos = pos[hit]
         if not len(pos):
             return []
@@ -285,6 +298,15 @@ class PrivacyIndex:
                 "array_bytes": self.nbytes, "build_s": self.build_s}
 
 
-__all__ = ["CopyMatch", "PrivacyFinding", "PrivacyIndex", "corpus_fingerprint", "tokens",
-           "trial_items"]
+def corpus_index(settings: Settings, trials: Iterable[Trial]) -> PrivacyIndex | None:
+    """The generation loop's corpus index (built once per corpus into the cache), or None when
+    `corpus_copy_check` is off."""
+    if not settings.corpus_copy_check:
+        return None
+    return PrivacyIndex.open_or_build(trial_items(trials), settings.cache_dir,
+                                      n=settings.copy_ngram)
+
+
+__all__ = ["CopyMatch", "PrivacyFinding", "PrivacyIndex", "corpus_fingerprint", "corpus_index",
+           "tokens", "trial_items"]
 

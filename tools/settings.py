@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     judge_threshold: float = Field(3.0, ge=1, le=5, description="min mean rubric score (1-5)")
     copy_ngram: int = Field(12, ge=4, description="n for the verbatim-copy check")
     copy_max_overlap: float = Field(0.2, ge=0, le=1)
+    corpus_copy_check: bool = Field(
+        True, description="also check every report against the whole real corpus (an n-gram index)")
 
     out_dir: Path = Path("runs/latest")
 
