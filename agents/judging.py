@@ -10,6 +10,8 @@ Judge specs are `MODEL@RUBRIC` (`@RUBRIC` defaults to `critic_rubric`). MODEL is
 - `fake`: the schema-driven fake (plumbing runs; it picks record A in every pairwise question);
 - `default`: the configured judge endpoint (TRIALWRIGHT_JUDGE_*, else the generator's);
 - the generator's or the judge's model id: that endpoint, at temperature 0;
+- another embedded registry model (e.g. `qwen2.5-coder-0.5b-instruct-q4_k_m`) when no endpoint
+  is configured: its own llama.cpp server, started for the study — an offline second model;
 - any other name: that model on the configured judge endpoint (TRIALWRIGHT_JUDGE_BASE_URL,
   else TRIALWRIGHT_LLM_BASE_URL), e.g. several models behind one vLLM / Ollama / OpenAI server.
 RUBRIC names `agents/prompts/<RUBRIC>.md`.
@@ -33,7 +35,14 @@ from pydantic import BaseModel, Field
 from agents.common import PROMPTS, Prompt, describe_target, load_prompt, render_evidence
 from agents.critic import judge_decision, rubric_text
 from tools.fakes import FakeSchemaChat
-from tools.llm import ChatEndpoint, LLMCall, call_structured, chat_endpoint, open_endpoints
+from tools.llm import (
+    ChatEndpoint,
+    LLMCall,
+    call_structured,
+    chat_endpoint,
+    open_endpoints,
+)
+from tools.local_llm import MODELS, LocalLLMServer
 from tools.schema import LABEL_WORD, Evidence, JudgeOutput, Spec, SyntheticTrial
 from tools.settings import Settings
 from tools.trials import Trial
@@ -123,10 +132,16 @@ def open_judges(settings: Settings, specs: Sequence[JudgeSpec],
                            else settings.api_key())
                     found[model] = chat_endpoint(settings, base_url=base_url, model=model,
                                                  api_key=key, temperature=0.0)
+                elif model in MODELS and settings.llm_gguf is None:
+                    server = stack.enter_context(LocalLLMServer.from_settings(
+                        settings.model_copy(update={"llm_model": model})))
+                    found[model] = chat_endpoint(settings, base_url=server.base_url, model=model,
+                                                 api_key="not-needed", temperature=0.0,
+                                                 max_concurrency=settings.llm_parallel)
                 else:
                     raise JudgeSpecError(
-                        f"judge model {model!r}: only the embedded model ({generator.model_id}) "
-                        "runs without an endpoint; set TRIALWRIGHT_JUDGE_BASE_URL or "
+                        f"judge model {model!r}: without an endpoint only the embedded models "
+                        f"({', '.join(sorted(MODELS))}) run; set TRIALWRIGHT_JUDGE_BASE_URL or "
                         "TRIALWRIGHT_LLM_BASE_URL to use other models")
         yield found
 

@@ -99,6 +99,7 @@ def embedded_run(n: int, concurrency: int | None = None, max_revisions: int = 1,
             reasons[key] = reasons.get(key, 0) + 1
     return {
         "model": generator.model_id, "reports": n, "phase": phase or "real mix",
+        "corpus": {"top_files": s.top_files, "collection": s.collection, "trials": len(corpus)},
         "written_before_this_session": before, "concurrency": concurrency,
         "max_revisions": max_revisions, "llm_threads": s.llm_threads, "llm_parallel": s.llm_parallel,
         "accepted": summary["accepted"], "rejected": summary["rejected"],

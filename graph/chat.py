@@ -154,15 +154,13 @@ _SERVER: dict[str, Any] = {}
 def _server_deps() -> AgentDeps:
     """One set of agent dependencies per server process (opened on first use, closed at exit)."""
     if "deps" not in _SERVER:
-        import os
-
         from agents.chat_deps import open_chat_deps
         from tools.settings import load_settings
 
         stack = ExitStack()
         atexit.register(stack.close)
-        llm = os.environ.get("TRIALWRIGHT_CHAT_LLM", "auto")  # 'fake' for a plumbing run
-        _SERVER["deps"] = stack.enter_context(open_chat_deps(load_settings(), llm))
+        settings = load_settings()
+        _SERVER["deps"] = stack.enter_context(open_chat_deps(settings, settings.chat_llm))
     return _SERVER["deps"]
 
 

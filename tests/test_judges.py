@@ -180,3 +180,39 @@ def test_judge_models_resolve_to_endpoints_without_calling_them():
         assert {m: e.model_id for m, e in endpoints.items()} == {
             "fake": "fake-schema", "default": "gen-x", "gen-x": "gen-x",
             "other-model": "other-model"}
+
+
+def test_another_embedded_model_judges_offline_on_its_own_server(monkeypatch):
+    """No endpoint configured: a registry model gets its own llama.cpp server; other names fail."""
+    from contextlib import contextmanager
+
+    import agents.judging as judging
+
+    started: list[str] = []
+
+    class Server:
+        def __init__(self, model: str):
+            self.model_name, self.base_url = model, f"http://127.0.0.1:{9000 + len(started)}/v1"
+
+        @classmethod
+        @contextmanager
+        def from_settings(cls, settings):
+            started.append(settings.llm_model)
+            yield cls(settings.llm_model)
+
+    @contextmanager
+    def endpoints(settings, llm="auto"):
+        gen = ChatEndpoint(chat=scripted([]), model_id=settings.llm_model)
+        yield gen, gen
+
+    monkeypatch.setattr(judging, "LocalLLMServer", Server)
+    monkeypatch.setattr(judging, "open_endpoints", endpoints)
+    settings = Settings(llm_base_url=None, judge_base_url=None)
+    small = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+    with judging.open_judges(settings, parse_judge_specs(f"default,{small}")) as found:
+        assert found[small].model_id == small and found["default"].model_id == settings.llm_model
+        assert found[small].chat.openai_api_base == "http://127.0.0.1:9001/v1"  # its own server
+    assert started == [small]
+    with pytest.raises(JudgeSpecError, match="without an endpoint"):
+        with judging.open_judges(settings, parse_judge_specs("gpt-4o")):
+            pass

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
         True, description="also check every report against the whole real corpus (an n-gram index)")
 
     out_dir: Path = Path("runs/latest")
+    chat_llm: Literal["auto", "fake"] = Field(
+        "auto", description="the model of a `langgraph dev` server: 'fake' for a plumbing run")
 
     @field_validator("qdrant_url", "llm_base_url", "judge_base_url", "judge_model", mode="before")
     @classmethod
