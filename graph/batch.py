@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import platform
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,9 +119,15 @@ class RunDir:
     progress: Progress
     summary: dict[str, Any]
     started: float = field(default_factory=time.perf_counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def write(self, record: dict[str, Any],
               on_progress: Callable[[Progress], None] | None = None) -> None:
+        with self._lock:  # asyncio writes from worker threads (the fsync stays off the loop)
+            self._write(record, on_progress)
+
+    def _write(self, record: dict[str, Any],
+               on_progress: Callable[[Progress], None] | None) -> None:
         (self.accepted if record["status"] == "accepted" else self.rejected).write(record)
         self.progress.add(record)
         if on_progress:
@@ -196,7 +203,7 @@ async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrenc
                              if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}")
                     state = (await graph.aget_state(config)).values or {"spec": spec}
                     state.setdefault("spec", spec)
-            run.write(build_record(state, deps, error), on_progress)
+            await asyncio.to_thread(run.write, build_record(state, deps, error), on_progress)
             await saver.adelete_thread(config["configurable"]["thread_id"])
 
         if on_progress:
