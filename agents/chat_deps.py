@@ -8,6 +8,11 @@ from contextlib import contextmanager
 from agents.common import AgentDeps
 from tools.settings import Settings
 
+# The `langgraph dev` server's deps, one set per process (see graph/chat.py). It lives in this
+# module because the server executes graph/chat.py once per graph in langgraph.json: a cache
+# there would be per graph, and the second graph would open the single-process store again.
+SERVER_DEPS: dict[str, AgentDeps] = {}
+
 
 class ChatSetupError(RuntimeError):
     """The chat cannot start (no indexed trials, unknown --llm); the message says what to do."""

@@ -30,7 +30,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot, interrupt
 
-from agents.chat_intake import REVIEW_HELP, check_change_applied, interpret_message, read_resume
+from agents.chat_deps import SERVER_DEPS
+from agents.chat_intake import (
+    REVIEW_HELP,
+    check_change_applied,
+    interpret_message,
+    read_resume,
+)
 from agents.chat_report import approve_draft, export_report, present_draft
 from agents.chat_state import ChatState
 from agents.common import AgentDeps
@@ -148,7 +154,9 @@ async def open_chat_checkpointer(path: Path) -> AsyncIterator[BaseCheckpointSave
 
 # --- `langgraph dev` entry points: the platform brings its own checkpointer -------------------
 
-_SERVER: dict[str, Any] = {}
+# Shared by both graphs: the server executes this file once per graph in langgraph.json, so a
+# dict defined here would be per graph and the second graph would reopen the store (locked).
+_SERVER = SERVER_DEPS
 
 
 def _server_deps() -> AgentDeps:

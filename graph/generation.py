@@ -27,6 +27,15 @@ from graph.state import ReportState
 from tools.schema import Spec
 
 
+async def _retrieve(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
+    """Retrieval, after turning a JSON spec (an API client's input, e.g. `langgraph dev`) into
+    a validated `Spec`: the state's types are not enforced on input."""
+    if isinstance(state["spec"], Spec):
+        return await retrieve_evidence(state, deps)
+    spec = Spec.model_validate(state["spec"])
+    return {"spec": spec, **await retrieve_evidence({**state, "spec": spec}, deps)}
+
+
 async def _check(state: ReportState, deps: AgentDeps) -> Command:
     update = await check_consistency(state, deps)
     failed = any(not c.passed for c in update["checks"])
@@ -41,7 +50,7 @@ async def _review(state: ReportState, deps: AgentDeps) -> Command:
 def build_generation_graph(deps: AgentDeps,
                            checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
     g = StateGraph(ReportState)
-    g.add_node("retrieve", partial(retrieve_evidence, deps=deps))
+    g.add_node("retrieve", partial(_retrieve, deps=deps))
     g.add_node("reason", partial(reason_outcome, deps=deps))
     g.add_node("draft", partial(draft_report, deps=deps))
     g.add_node("check", partial(_check, deps=deps), destinations=("judge", "review"))

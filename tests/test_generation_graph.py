@@ -1,5 +1,8 @@
 """The loop with scripted models: accept, revise, reject, malformed output, checks, two models."""
 
+import pytest
+from pydantic import ValidationError
+
 from graph.generation import run_spec
 from tests.fakes import make_deps, rationale, report, verdict
 from tools.schema import Spec, SyntheticTrial
@@ -113,3 +116,19 @@ def test_copy_of_an_unretrieved_real_trial_is_caught_by_the_corpus_index():
         assert "NCT07654321" in r.failed_checks[0].message
     deps = make_deps([rationale(), copied], [verdict()])  # the same report, no index: accepted
     assert run_spec(SPEC, deps)["status"] == "accepted"
+
+
+def test_a_json_spec_from_an_api_client_is_validated_into_a_spec():
+    """`langgraph dev` hands the graph plain JSON; the loop runs on a validated Spec."""
+    import asyncio
+
+    from graph.generation import build_generation_graph, run_config
+
+    deps = make_deps([rationale(), report()], [verdict()])
+    graph = build_generation_graph(deps)
+    state = asyncio.run(graph.ainvoke({"spec": SPEC.model_dump(mode="json")}, run_config(deps)))
+    assert isinstance(state["spec"], Spec) and state["spec"] == SPEC
+    assert state["status"] == "accepted"
+    bad = {"spec": {**SPEC.model_dump(mode="json"), "label": 7}}
+    with pytest.raises(ValidationError, match="label"):
+        asyncio.run(graph.ainvoke(bad, run_config(deps)))
