@@ -25,6 +25,7 @@ def test_good_report_passes_every_check():
 @pytest.mark.parametrize("changes, check", [
     ({"label": 0}, "label_matches"),
     ({"outcome_summary": "The study did not meet its primary endpoint."}, "label_matches"),
+    ({"outcome_summary": "Success (label 1): FEV1 improved by 180 mL."}, "label_matches"),
     ({"phase": "phase 3"}, "phase_consistent"),
     ({"brief_summary": "A phase 3 study of budesonide in asthma."}, "phase_consistent"),
     ({"diseases": ["copd"]}, "condition_consistent"),
@@ -39,6 +40,12 @@ def test_good_report_passes_every_check():
 ])
 def test_each_defect_is_caught(changes, check):
     assert failed(report(**changes)) == [check]
+
+
+def test_registry_words_that_look_like_label_talk_pass():
+    ok = report(brief_summary="An open-label 1-arm phase 2 study of budesonide in asthma; the "
+                              "drug label 1 mg dose.")
+    assert failed(ok) == []
 
 
 def test_verbatim_copy_of_evidence_is_caught():

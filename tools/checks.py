@@ -25,6 +25,9 @@ _AGES = [re.compile(p, re.IGNORECASE) for p in (
      r"(?:\s*(?:-|–|to|and)\s*(\d{1,3}))?"),
     r"(\d{1,3})\s*(?:-|–|to)\s*(\d{1,3})\s*years",
     r"(\d{1,3})\s*years?\s*(?:of age|old|or older|and older|and above)")]
+_LABEL_TALK = re.compile(  # "(label 0)", "label: 1", "labelled as 0" — not "label 1 mg", "0.5"
+    r"\(\s*label\s*[01]\s*\)|(?<!open[\s-])\blabel(?:led)?\s*(?:=|:|as)?\s*[01]\b(?![.,]\d)"
+    r"(?!\s*(?:mg|mcg|µg|ml|g|%|tablet|capsule|dose))", re.IGNORECASE)
 # Phrases that state the opposite outcome: a success report must not read as a failure.
 _FAILURE_WORDS = re.compile(
     r"\b(fail(?:ed|s|ure)? to (?:meet|demonstrate|show|achieve)|did not (?:meet|achieve|demonstrate"
@@ -100,6 +103,9 @@ def check_label_matches(x: CheckInput) -> CheckResult:
         return _fail("label_matches", f"label is {d.label}, requested {x.spec.label}")
     opposite = _FAILURE_WORDS if d.label == 1 else _SUCCESS_WORDS
     text = f"{d.title}\n{d.brief_summary}\n{d.outcome_summary}"
+    if m := _LABEL_TALK.search(text):  # the prompt's class label echoed into the registry text
+        return _fail("label_matches", f"the report talks about its class ('{m.group(0)}'); "
+                     "describe the outcome in clinical words")
     if m := opposite.search(text):
         want = "success" if d.label == 1 else "failure"
         return _fail("label_matches", f"the report is a {want} but says '{m.group(0)}'")
