@@ -49,13 +49,39 @@ def raw_speed(base_url: str, model: str, max_tokens: int, repeats: int = 2) -> d
             "prompt_tokens_per_s": round(statistics.median(prompt), 2), "max_tokens": max_tokens}
 
 
+def raw_parallel(base_url: str, model: str, max_tokens: int, streams: int) -> dict[str, float]:
+    """Aggregate generation tokens/s of `streams` plain completions at once (the server's slots)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> int:
+        body = {"model": model, "max_tokens": max_tokens, "temperature": 0.7, "seed": 100 + i,
+                "messages": [{"role": "user", "content": f"{RAW_PROMPT} (stream {i})"}]}
+        return httpx.post(f"{base_url}/chat/completions", json=body,
+                          timeout=600).json()["usage"]["completion_tokens"]
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(streams) as pool:
+        tokens = sum(pool.map(one, range(streams)))
+    return {"streams": streams, "aggregate_tokens_per_s": round(tokens / (time.perf_counter() - t0), 2)}
+
+
 def _per_accepted(records: list[dict], accepted: int) -> dict[str, Any]:
     calls = [c for r in records for c in r["provenance"]["llm_calls"]]
     tin = sum(c["input_tokens"] for c in calls)
     tout = sum(c["output_tokens"] for c in calls)
     llm_s = sum(c["latency_s"] for c in calls)
     per = max(accepted, 1)
-    return {"llm_calls": len(calls), "llm_attempts": sum(c["attempts"] for c in calls),
+    latency = [sum(t["seconds"] for t in r["provenance"]["timings"]) for r in records]
+    nodes: dict[str, list[float]] = {}
+    for r in records:
+        for t in r["provenance"]["timings"]:
+            nodes.setdefault(t["node"], []).append(t["seconds"])
+    return {
+            # from each record's own timings, so a resumed run still counts every report
+            "report_latency_s": {"mean": round(statistics.mean(latency), 1),
+                                 "p50": round(statistics.median(latency), 1),
+                                 "max": round(max(latency), 1)} if latency else None,
+            "node_seconds_mean": {k: round(statistics.mean(v), 2) for k, v in nodes.items()},"llm_calls": len(calls), "llm_attempts": sum(c["attempts"] for c in calls),
             "llm_calls_failed": sum(not c["ok"] for c in calls),
             "calls_per_accepted": round(len(calls) / per, 2),
             "input_tokens_per_accepted": round(tin / per), "output_tokens_per_accepted": round(tout / per),
@@ -87,8 +113,10 @@ def embedded_run(n: int, concurrency: int | None = None, max_revisions: int = 1,
             summary = asyncio.run(run_batch(specs, deps, out, concurrency=concurrency))
             wall = time.perf_counter() - t0
             records = [*read_jsonl(out / "reports.jsonl"), *read_jsonl(out / "rejected.jsonl")]
-            raw = raw_speed(generator.chat.openai_api_base, generator.model_id,
-                            s.llm_max_tokens // 2)
+            base = generator.chat.openai_api_base
+            raw = raw_speed(base, generator.model_id, s.llm_max_tokens // 2)
+            raw["parallel"] = raw_parallel(base, generator.model_id, s.llm_max_tokens // 2,
+                                           concurrency)
     finally:
         store.close()
     loop = _per_accepted(records, summary["accepted"])
@@ -111,4 +139,16 @@ def embedded_run(n: int, concurrency: int | None = None, max_revisions: int = 1,
         "pipeline_vs_raw_generation": (round(loop["pipeline_output_tokens_per_llm_s"]
                                              / raw["generation_tokens_per_s"], 3)
                                        if loop["pipeline_output_tokens_per_llm_s"] else None),
+        # time raw llama.cpp would need for the same tokens, one stream, vs the time the loop's
+        # calls took per slot (latency / concurrency): 1.0 = the loop gets the raw speed
+        "llm_efficiency_vs_raw": _efficiency(records, raw, concurrency),
+        "session_output_tokens_per_wall_s": round(summary["this_session"]["output_tokens"] / wall, 2),
     }
+
+
+def _efficiency(records: list[dict], raw: dict[str, float], concurrency: int) -> float | None:
+    calls = [c for r in records for c in r["provenance"]["llm_calls"]]
+    ideal = sum(c["input_tokens"] / raw["prompt_tokens_per_s"]
+                + c["output_tokens"] / raw["generation_tokens_per_s"] for c in calls)
+    spent = sum(c["latency_s"] for c in calls) / concurrency
+    return round(ideal / spent, 3) if spent else None

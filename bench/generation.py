@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--embedded", type=int, default=0, help="also run N reports on the real model")
     ap.add_argument("--phase", help="embedded run: one phase instead of the real mix")
     ap.add_argument("--keep", type=Path, help="embedded run: keep its files here (resumable)")
+    ap.add_argument("--seed", type=int, default=0, help="embedded run: plan seed")
     args = ap.parse_args()
     n_instant, n_latency = (20, 32) if args.quick else (100, 128)
     results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -65,7 +66,8 @@ def main() -> None:
     if args.embedded:
         from bench.embedded import embedded_run
 
-        results["embedded"] = embedded_run(args.embedded, phase=args.phase, keep=args.keep)
+        results["embedded"] = embedded_run(args.embedded, phase=args.phase, keep=args.keep,
+                                           seed=args.seed)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
     for key in ("instant", "latency_200ms"):

@@ -114,24 +114,31 @@ def test_generate_on_empty_store_says_index_first(env, tmp_path, monkeypatch):
     shutil.rmtree(tmp_path / "empty", ignore_errors=True)
 
 
-def test_generate_on_ray_matches_asyncio_and_resumes_across_backends(env):
-    """`--backend ray` (local Ray, retrieval through one actor): the same specs end the same way
-    as on asyncio, and either backend resumes the other's run folder."""
+def test_generate_on_ray_matches_asyncio_and_resumes_across_backends(env, monkeypatch):
+    """`--backend ray` (local Ray, retrieval through one actor, workers calling an
+    OpenAI-compatible endpoint by URL): the same specs end the same way as on asyncio, and either
+    backend resumes the other's run folder."""
     pytest.importorskip("ray")
+    from tools.fault_server import FaultPlan, FaultServer
+
     assert runner.invoke(app, ["index"]).exit_code == 0
-    args = ["generate", "--n", "3", "--llm", "fake", "--seed", "5", "--concurrency", "2"]
-    res = runner.invoke(app, [*args, "--out", "ray", "--backend", "ray"])
-    assert res.exit_code == 0, res.output
-    assert runner.invoke(app, [*args, "--out", "aio"]).exit_code == 0
+    args = ["generate", "--n", "3", "--seed", "5", "--concurrency", "2"]
+    with FaultServer(FaultPlan()) as server:  # no faults: a plain schema-following endpoint
+        monkeypatch.setenv("TRIALWRIGHT_LLM_BASE_URL", server.base_url)
+        monkeypatch.setenv("TRIALWRIGHT_LLM_MODEL", "endpoint-model")
+        res = runner.invoke(app, [*args, "--out", "ray", "--backend", "ray"])
+        assert res.exit_code == 0, res.output
+        assert json.loads((env / "ray" / "run.json").read_text())["backend"]["name"] == "ray"
+        assert runner.invoke(app, [*args, "--out", "aio"]).exit_code == 0
+        again = runner.invoke(app, [*args, "--out", "ray"])  # asyncio on the Ray run: nothing to do
+        assert again.exit_code == 0 and "0 accepted" not in again.output
 
     def outcomes(folder: str) -> dict:
         recs = [*read_jsonl(env / folder / "reports.jsonl"), *read_jsonl(env / folder / "rejected.jsonl")]
-        return {r["id"]: (r["status"], r["label"], r["phase"],
-                               len(r["provenance"]["evidence"])) for r in recs}
+        return {r["id"]: (r["status"], r["label"], r["phase"], r["provenance"]["generator_model"],
+                          len(r["provenance"]["evidence"])) for r in recs}
 
     assert outcomes("ray") == outcomes("aio") and len(outcomes("ray")) == 3
-    assert json.loads((env / "ray" / "run.json").read_text())["backend"]["name"] == "ray"
-    again = runner.invoke(app, [*args, "--out", "ray"])  # asyncio on the Ray run: nothing to do
-    assert again.exit_code == 0 and len(outcomes("ray")) == 3
-    bad = runner.invoke(app, [*args, "--out", "x", "--ray-address", "auto"])
+    assert {o[3] for o in outcomes("ray").values()} == {"endpoint-model"}
+    bad = runner.invoke(app, [*args, "--llm", "fake", "--out", "x", "--ray-address", "auto"])
     assert bad.exit_code == 2 and "--backend ray" in bad.output
