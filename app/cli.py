@@ -174,6 +174,9 @@ def generate(
     backend: Annotated[str, typer.Option(help="'asyncio' (one process) or 'ray'")] = "asyncio",
     ray_address: Annotated[str | None, typer.Option(
         help="a running Ray cluster ('auto', 'ray://head:10001'); unset = a local Ray")] = None,
+    retry_errors: Annotated[bool, typer.Option(
+        help="on resume, run again the specs that failed with an error (endpoint down, "
+             "timeout); their old records move to rejected.retried.jsonl")] = False,
     data: Data = None,
 ) -> None:
     """Generate N synthetic reports into --out (resumes if --out holds the same run)."""
@@ -219,13 +222,13 @@ def generate(
                 if backend == "ray":
                     store.close()  # the embedded store opens in one process: Ray's retrieval actor
                     summary = _generate_on_ray(specs, deps, llm, out_dir, concurrency,
-                                               report_timeout, ray_address, show)
+                                               report_timeout, ray_address, show, retry_errors)
                 else:
                     from graph.batch import run_batch
 
                     summary = asyncio.run(run_batch(specs, deps, out_dir, concurrency=concurrency,
                                                     report_timeout_s=report_timeout,
-                                                    on_progress=show))
+                                                    retry_errors=retry_errors, on_progress=show))
         finally:
             store.close()
     out.print(f"[bold]{summary['accepted']}[/] accepted, {summary['rejected']} rejected "
@@ -236,7 +239,8 @@ def generate(
 
 
 def _generate_on_ray(specs: list, deps: Any, llm: str, out_dir: Path, concurrency: int,
-                     report_timeout: float | None, address: str | None, show: Any) -> dict:
+                     report_timeout: float | None, address: str | None, show: Any,
+                     retry_errors: bool) -> dict:
     """The same batch as Ray tasks. Workers build their own deps from settings: the LLM by URL
     (the embedded server is on this machine, so a remote cluster needs TRIALWRIGHT_LLM_BASE_URL),
     retrieval through one actor (or each worker's own client for a Qdrant server)."""
@@ -269,7 +273,7 @@ def _generate_on_ray(specs: list, deps: Any, llm: str, out_dir: Path, concurrenc
             privacy_dir=str(deps.privacy.folder) if deps.privacy is not None else None)
         return run_batch_ray(specs, WorkerDeps.like(deps, factory), out_dir,
                              max_in_flight=concurrency, report_timeout_s=report_timeout,
-                             address=address, on_progress=show)
+                             address=address, on_progress=show, retry_errors=retry_errors)
     finally:
         ray.shutdown()
 
@@ -283,7 +287,8 @@ def quickstart(n: Annotated[int, typer.Option("--n", min=1)] = 3,
            as_json=False)
     generate(n=n, out_dir=out_dir, phase=None, label_ratio=0.5, condition=None,
              intervention=None, concurrency=2, max_revisions=1, seed=0, k=None,
-             report_timeout=None, llm="auto", backend="asyncio", ray_address=None, data=None)
+             report_timeout=None, llm="auto", backend="asyncio", ray_address=None,
+             retry_errors=False, data=None)
 
 
 def _register_extensions() -> None:

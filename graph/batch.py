@@ -29,7 +29,13 @@ from agents.provenance import build_record
 from graph.generation import build_generation_graph, run_config
 from graph.state import checkpoint_serde
 from tools.schema import Spec
-from tools.writer import JsonlWriter, jsonl_to_parquet, read_jsonl, write_json_atomic
+from tools.writer import (
+    JsonlWriter,
+    jsonl_to_parquet,
+    move_records,
+    read_jsonl,
+    write_json_atomic,
+)
 
 GENERATION_SETTINGS = ("k_evidence", "max_revisions", "parse_retries", "judge_threshold",
                        "copy_ngram", "copy_max_overlap", "corpus_copy_check", "llm_temperature",
@@ -62,7 +68,7 @@ class Progress:
             self.accepted += 1
         else:
             self.rejected += 1
-        self.errors += any(r.startswith("error:") for r in record["reject_reasons"])
+        self.errors += failed_with_error(record)
         self.revisions += prov["revisions"]
         self.input_tokens += prov["tokens"]["input"]
         self.output_tokens += prov["tokens"]["output"]
@@ -148,15 +154,29 @@ class RunDir:
         return self.summary
 
 
+def failed_with_error(record: dict[str, Any]) -> bool:
+    """Rejected because something broke (endpoint down, timeout), not because of its content."""
+    if record.get("status") == "accepted":
+        return False
+    if any(r.startswith("error:") for r in record.get("reject_reasons", [])):
+        return True
+    return any(not c["ok"] and any(e.startswith("transport:") for e in c["errors"])
+               for c in record.get("provenance", {}).get("llm_calls", []))
+
+
 def open_run(specs: list[Spec], deps: Any, out: Path, *, concurrency: int,
-             extra: dict[str, Any] | None = None) -> RunDir:
+             extra: dict[str, Any] | None = None, retry_errors: bool = False) -> RunDir:
     """Check the fingerprint, learn what is done, and write the 'running' run.json.
 
     `deps` needs what `fingerprint` reads: settings, generator/judge `.model_id`, rubric.
+    `retry_errors`: specs rejected with an error are run again (their old records move to
+    rejected.retried.jsonl); other rejections are final.
     """
     out.mkdir(parents=True, exist_ok=True)
     fp = fingerprint(specs, deps)
     previous = _check_run_dir(out, fp) or {}
+    retried = (move_records(out / "rejected.jsonl", out / "rejected.retried.jsonl",
+                            failed_with_error) if retry_errors else 0)
     accepted, rejected = JsonlWriter(out / "reports.jsonl"), JsonlWriter(out / "rejected.jsonl")
     done = accepted.ids | rejected.ids
     summary: dict[str, Any] = {
@@ -165,7 +185,8 @@ def open_run(specs: list[Spec], deps: Any, out: Path, *, concurrency: int,
         "sessions": previous.get("sessions", 0) + 1,
         "settings": deps.settings.masked(), "generator_model": deps.generator.model_id,
         "judge_model": deps.judge.model_id, "prompts_sha256": prompt_hashes(deps.rubric),
-        "versions": _versions(), "concurrency": concurrency, **(extra or {}),
+        "versions": _versions(), "concurrency": concurrency, "retried_errors": retried,
+        **(extra or {}),
     }
     write_json_atomic(out / "run.json", summary)
     return RunDir(out=out, fingerprint=fp, accepted=accepted, rejected=rejected,
@@ -174,10 +195,10 @@ def open_run(specs: list[Spec], deps: Any, out: Path, *, concurrency: int,
 
 
 async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrency: int = 4,
-                    report_timeout_s: float | None = None,
+                    report_timeout_s: float | None = None, retry_errors: bool = False,
                     on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
     """Generate every spec not already written in `out`; returns the run summary (run.json)."""
-    run = open_run(specs, deps, out, concurrency=concurrency)
+    run = open_run(specs, deps, out, concurrency=concurrency, retry_errors=retry_errors)
     fp = run.fingerprint
     gate = asyncio.Semaphore(concurrency)
 

@@ -167,7 +167,8 @@ def run_batch_ray(specs: list[Spec], worker_deps: WorkerDeps, out: Path, *,
                   max_in_flight: int = 8, num_cpus_per_task: float = 0.25,
                   report_timeout_s: float | None = None, checkpoints: bool = True,
                   address: str | None = None, init_kwargs: dict[str, Any] | None = None,
-                  on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+                  on_progress: Callable[[Progress], None] | None = None,
+                  retry_errors: bool = False) -> dict[str, Any]:
     """Generate every spec not already written in `out` on Ray; returns the run summary.
 
     Connects to `address` (a running cluster, e.g. ``ray://head:10001`` or ``auto``) or starts a
@@ -178,11 +179,10 @@ def run_batch_ray(specs: list[Spec], worker_deps: WorkerDeps, out: Path, *,
 
     ensure_ray(address, init_kwargs)
     identity = worker_deps.identity
-    run = open_run(specs, identity, out, concurrency=max_in_flight, extra={
-        "versions": {**_versions(), "ray": ray.__version__},
-        "backend": {"name": "ray", "max_in_flight": max_in_flight,
-                    "num_cpus_per_task": num_cpus_per_task, "address": address or "local",
-                    "cluster_cpus": ray.cluster_resources().get("CPU")}})
+    backend = {"name": "ray", "max_in_flight": max_in_flight, "num_cpus_per_task": num_cpus_per_task,
+               "address": address or "local", "cluster_cpus": ray.cluster_resources().get("CPU")}
+    run = open_run(specs, identity, out, concurrency=max_in_flight, retry_errors=retry_errors,
+                   extra={"versions": {**_versions(), "ray": ray.__version__}, "backend": backend})
     fp = run.fingerprint
     task = ray.remote(num_cpus=num_cpus_per_task, max_retries=2)(run_spec_task)
     deps_ref = ray.put(worker_deps)

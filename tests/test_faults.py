@@ -18,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from agents.common import AgentDeps
-from graph.batch import run_batch
+from graph.batch import failed_with_error, run_batch
 from tools.fakes import FixedStore, HashEncoder
 from tools.fault_server import (
     CONTENT_FAULTS,
@@ -216,3 +216,22 @@ def test_report_timeout_under_hanging_endpoint_is_recorded(tmp_path):
     _, rej = outcome(tmp_path, batch)
     assert summary["rejected"] == 2
     assert all(any("timed out after 0.5s" in x for x in r["reject_reasons"]) for r in rej)
+
+
+def test_retry_errors_reruns_only_failed_specs_and_keeps_their_old_records(tmp_path):
+    """Endpoint down: every spec ends as an error. A plain resume keeps them final; with
+    retry_errors they run again on a healthy endpoint and the old records are archived."""
+    batch = specs(3, prefix="re")
+    with FaultServer(FaultPlan(rates={"server_error": 1.0})) as down:
+        asyncio.run(run_batch(batch, fault_deps(down, retries=0), tmp_path, concurrency=3))
+    _, rej = outcome(tmp_path, batch)
+    assert len(rej) == 3 and all(failed_with_error(r) for r in rej)
+    with FaultServer(FaultPlan()) as up:
+        asyncio.run(run_batch(batch, fault_deps(up), tmp_path, concurrency=3))  # plain resume
+        assert up.served == []  # nothing asked: errors are final without --retry-errors
+        summary = asyncio.run(run_batch(batch, fault_deps(up), tmp_path, concurrency=3,
+                                        retry_errors=True))
+    acc, rej2 = outcome(tmp_path, batch)  # still exactly one record per spec
+    assert summary["retried_errors"] == 3 and len(acc) == 3 and not rej2
+    archived = list(read_jsonl(tmp_path / "rejected.retried.jsonl"))
+    assert sorted(r["id"] for r in archived) == sorted(s.spec_id for s in batch)

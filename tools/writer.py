@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,33 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         for line in fh:
             if line.strip():
                 yield json.loads(line)
+
+
+def move_records(src: Path, dst: Path, predicate: Callable[[dict[str, Any]], bool]) -> int:
+    """Move the records of `src` matching `predicate` to the end of `dst`; returns how many.
+
+    `dst` is appended (and fsync'd) first and `src` replaced atomically after, so a crash loses
+    nothing: at worst a record is in both (`dst` is an archive, never read for resume).
+    """
+    src, dst = Path(src), Path(dst)
+    if not src.exists():
+        return 0
+    lines = [line for line in src.read_bytes().splitlines(keepends=True) if line.strip()]
+    hit = [predicate(json.loads(line)) for line in lines]
+    moved = [line for line, h in zip(lines, hit, strict=True) if h]
+    if not moved:
+        return 0
+    with dst.open("ab") as fh:
+        fh.writelines(moved)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp = src.with_suffix(src.suffix + ".tmp")
+    with tmp.open("wb") as fh:
+        fh.writelines(line for line, h in zip(lines, hit, strict=True) if not h)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, src)
+    return len(moved)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
