@@ -90,8 +90,14 @@ def load_prompt(name: str) -> Prompt:
                   (PROMPTS / f"{name}.user.md").read_text())
 
 
+_OUTCOME_MEANING = {1: "it met its primary endpoint",
+                    0: "it did not meet its primary endpoint or stopped early"}
+
+
 def describe_target(spec: Spec) -> str:
-    return f"a {spec.phase} trial whose outcome is {LABEL_WORD[spec.label].upper()} (label {spec.label})"
+    # In words, not "(label 0)": small models echo a class label into the registry prose.
+    return (f"a {spec.phase} trial whose outcome is {LABEL_WORD[spec.label].upper()} "
+            f"({_OUTCOME_MEANING[spec.label]})")
 
 
 def render_evidence(evidence: list[Evidence], chars: int = 700) -> str:
