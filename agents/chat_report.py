@@ -15,7 +15,15 @@ from agents.chat_guard import OutputGuard
 from agents.chat_state import ChatState
 from agents.common import AgentDeps
 from agents.provenance import build_record
-from tools.schema import LABEL_WORD, CheckResult, Evidence, JudgeVerdict, Rationale, Spec, SyntheticTrial
+from tools.schema import (
+    LABEL_WORD,
+    CheckResult,
+    Evidence,
+    JudgeVerdict,
+    Rationale,
+    Spec,
+    SyntheticTrial,
+)
 
 
 def _overlap(term: str | None, names: list[str]) -> list[str]:

@@ -6,7 +6,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agents.common import call_seed, AgentDeps, ask, describe_target, feedback_block, load_prompt, render_evidence, timed
+from agents.common import (
+    AgentDeps,
+    ask,
+    call_seed,
+    describe_target,
+    feedback_block,
+    load_prompt,
+    render_evidence,
+    timed,
+)
 from agents.state import ReportState
 from tools.schema import Evidence, Rationale, Spec, SyntheticTrial
 

@@ -8,7 +8,14 @@ from typing import Annotated, Literal, TypedDict
 from pydantic import BaseModel
 
 from tools.llm import LLMCall
-from tools.schema import CheckResult, Evidence, JudgeVerdict, Rationale, Spec, SyntheticTrial
+from tools.schema import (
+    CheckResult,
+    Evidence,
+    JudgeVerdict,
+    Rationale,
+    Spec,
+    SyntheticTrial,
+)
 
 
 class NodeTiming(BaseModel):

@@ -31,7 +31,13 @@ from starlette.staticfiles import StaticFiles
 from agents.chat_guard import MAX_MESSAGE_CHARS, OutputGuard, clean_user_text
 from agents.chat_report import critic_view, evidence_rows
 from agents.common import AgentDeps
-from graph.chat import AUTO_REVISIONS, build_chat_graph, chat_config, open_chat_checkpointer, turn_input
+from graph.chat import (
+    AUTO_REVISIONS,
+    build_chat_graph,
+    chat_config,
+    open_chat_checkpointer,
+    turn_input,
+)
 
 ASSETS = Path(__file__).parent / "chat_assets"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")

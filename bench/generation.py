@@ -70,6 +70,10 @@ def main() -> None:
 
         results["embedded"] = embedded_run(args.embedded, phase=args.phase, keep=args.keep,
                                            seed=args.seed)
+    ray = RESULTS.with_name("generation_ray.json")  # measured by bench/reliability.py --only ray
+    if ray.exists():
+        results["ray_vs_asyncio"] = {"source": "bench/results/generation_ray.json",
+                                     **json.loads(ray.read_text())}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
     for key in ("instant", "latency_200ms"):

@@ -17,8 +17,8 @@ from langgraph.types import Command
 
 from agents.chat_intake import REVIEW_HELP, ChatIntent, cross_check, rule_intent
 from agents.common import AgentDeps
-from graph.state import checkpoint_serde
 from graph.chat import build_chat_graph, chat_config, open_chat_checkpointer, turn_input
+from graph.state import checkpoint_serde
 from tests.fakes import rationale, report, verdict
 from tools.fakes import FixedStore, HashEncoder
 from tools.llm import ChatEndpoint

@@ -35,7 +35,12 @@ from eval.classifier_text import ClassifierExample, build_text, find_leaks, scru
 from eval.real_splits import load_real_trials, split_phase
 from eval.scorer import Fit, labels
 from eval.synthetic_reports import EvalInputError, read_synthetic
-from eval.utility import UtilityConfig, plan_training, run_utility_eval, synthetic_for_phase
+from eval.utility import (
+    UtilityConfig,
+    plan_training,
+    run_utility_eval,
+    synthetic_for_phase,
+)
 from eval.utility_card import render_utility_section, write_utility_card
 from tools.trials import Trial
 
@@ -53,7 +58,11 @@ TOP_HEADER = ["nctid", "status", "why_stop", "label", "phase", "diseases", "icdc
 def tiny_bert(tmp_path_factory) -> Path:
     """A randomly initialised 2-layer BERT with its own small WordPiece vocabulary."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+    )
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny_bert")

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from tools.settings import Settings
-from tools.store import (EdgeStore, QdrantStore, StoreError, content_hash, mmr, open_store,
-                         point_id)
+from tools.store import (
+    EdgeStore,
+    QdrantStore,
+    StoreError,
+    content_hash,
+    mmr,
+    open_store,
+    point_id,
+)
 
 DIM = 16
 N = 40
