@@ -234,6 +234,14 @@ def generate(
     out.print(f"[bold]{summary['accepted']}[/] accepted, {summary['rejected']} rejected "
               f"(accept rate {summary['accept_rate']}); tokens in/out "
               f"{summary['tokens']['input']}/{summary['tokens']['output']}")
+    mix = summary.get("accepted_by_label", {})
+    out.print("accepted by label: " + ", ".join(f"{k}: {v['accepted']}/{v['planned']}"
+                                                 for k, v in mix.items()))
+    rates = [v["accepted"] / v["planned"] for v in mix.values() if v["planned"]]
+    if len(rates) == 2 and abs(rates[0] - rates[1]) > 0.3:
+        err.print("[yellow]warning:[/] the accepted reports' label mix differs from the plan "
+                  "(the judge may favour one outcome); check rejected.jsonl or use a stronger "
+                  "judge (TRIALWRIGHT_JUDGE_*)")
     out.print(f"reports:  {out_dir / 'reports.jsonl'} (+ .parquet)\n"
               f"rejected: {out_dir / 'rejected.jsonl'}\nrun:      {out_dir / 'run.json'}")
 

@@ -239,7 +239,12 @@ def _count(out: Path) -> dict[str, Any]:
     everything = acc + rej
     tokens_in = sum(r["provenance"]["tokens"]["input"] for r in everything)
     tokens_out = sum(r["provenance"]["tokens"]["output"] for r in everything)
+    by_label = {str(label): {"accepted": sum(r["label"] == label for r in acc),
+                             "planned": sum(r["label"] == label for r in everything)}
+                for label in sorted({r["label"] for r in everything})}
     return {"accepted": len(acc), "rejected": len(rej),
             "accept_rate": round(len(acc) / len(everything), 4) if everything else None,
+            # a judge that dislikes one outcome skews the accepted label mix: make it visible
+            "accepted_by_label": by_label,
             "tokens": {"input": tokens_in, "output": tokens_out},
             "revisions": sum(r["provenance"]["revisions"] for r in everything)}

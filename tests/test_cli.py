@@ -85,6 +85,10 @@ def test_generate_with_fake_llm_writes_files(env):
     assert all(len(r["provenance"]["evidence"]) == 3 for r in recs)
     run = json.loads((out / "run.json").read_text())
     assert run["planned"] == 4 and run["status"] == "finished"
+    mix = run["accepted_by_label"]
+    assert {k: v["planned"] for k, v in mix.items()} == {"0": 2, "1": 2}
+    assert sum(v["accepted"] for v in mix.values()) == run["accepted"]
+    assert "accepted by label: 0:" in res.output
     # same command again: resumes, writes nothing new; another seed on the same dir: refused
     again = runner.invoke(app, ["generate", "--n", "4", "--out", str(out), "--llm", "fake",
                                 "--seed", "3"])
