@@ -192,7 +192,8 @@ def generated_items(lines: Sequence[dict[str, Any]], evidence_of: Callable[[str]
                  if e is not None]
         common = {"item": str(line["id"]), "target": line_target(line), "reasons": reasons,
                   "evidence": render_evidence(shown, 400),
-                  "generator_model": line["provenance"].get("generator_model")}
+                  "generator_model": line["provenance"].get("generator_model"),
+                  "truth": {"requested_label": int(line["label"])}}
         report = report_fields(line)
         items.append(JudgeItem(probe="plain", variant="original", report=render_report(report),
                                **common))

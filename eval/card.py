@@ -194,6 +194,7 @@ def judges_section(agreement: dict[str, Any] | None, source: Path | None) -> Sec
              fmt(_get(a, "position_bias", j, "first_slot_rate")),
              fmt(_get(a, "position_bias", j, "consistency")),
              fmt(_get(a, "verbosity_bias", j, "mean_score_change")),
+             fmt(_get(a, "outcome_bias", j, "gap_success_minus_failure")),
              fmt(_get(a, "self_preference", j, "gap_on_own"))] for j in a["judges"]]
     pairs = [[c["a"], c["b"], c["n"], fmt(c["kappa"]), fmt(c["agreement"])] for c in a["cohen_kappa"]]
     alpha = a["krippendorff_alpha"]
@@ -203,12 +204,15 @@ def judges_section(agreement: dict[str, Any] | None, source: Path | None) -> Sec
         f"Krippendorff α {fmt(alpha['accept_nominal'])} (accept/revise), "
         f"{fmt(alpha['mean_score_interval'])} (mean scores).",
         [Table(["judge", "accept rate", "κ vs checks", "accuracy on real", "ECE",
-                "slot-A rate", "order consistency", "padding Δ score", "own-model gap"], rows),
+                "slot-A rate", "order consistency", "padding Δ score",
+                "accept gap success−failure", "own-model gap"], rows),
          *([Table(["judge A", "judge B", "n", "Cohen κ", "agreement"], pairs, "Pairwise")]
            if pairs else [])],
         notes=[f"From {source}. Accuracy on real: real trials shown with their true or flipped "
                "outcome (0.5 = chance); slot-A rate 0.5 and consistency 1 = no position bias; "
-               "padding Δ = score change when content-free sentences are added. κ and α are "
+               "padding Δ = score change when content-free sentences are added; accept gap = "
+               "accept rate of success reports minus failure reports (0 = no outcome bias). "
+               "κ and α are "
                "undefined (—) when every verdict is the same; read the raw agreement then."])
 
 

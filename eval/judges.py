@@ -162,6 +162,27 @@ def real_trial_accuracy(rows: Sequence[Row]) -> dict[str, Any]:
     return out
 
 
+def outcome_bias(rows: Sequence[Row]) -> dict[str, Any]:
+    """Per judge, accept rate of generated reports by the outcome they were asked to describe.
+
+    A judge that accepts successes and rejects failures of similar quality skews the accepted
+    label mix; read with `real_trials` (does it also reject real failed trials?).
+    """
+    by: dict[str, dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        label = (r.get("truth") or {}).get("requested_label")
+        if r.get("probe") == "plain" and r.get("accept") is not None and label is not None:
+            by[r["judge"]][int(label)].append(bool(r["accept"]))
+    out = {}
+    for judge, labels in sorted(by.items()):
+        rate = {str(k): _num(np.mean(v)) for k, v in sorted(labels.items())}
+        out[judge] = {"accept_rate_by_label": rate, "n_by_label": {str(k): len(v) for k, v in
+                                                                   sorted(labels.items())},
+                      "gap_success_minus_failure": (_num(rate["1"] - rate["0"])
+                                                    if {"0", "1"} <= rate.keys() else None)}
+    return out
+
+
 def position_bias(rows: Sequence[Row]) -> dict[str, Any]:
     """Per judge, pairwise mode: how often slot A wins, and whether swapping flips the choice.
 
@@ -263,6 +284,7 @@ def agreement_report(rows: Sequence[Row], checks: dict[str, bool] | None = None)
                                "mean_score_interval": krippendorff_alpha(scores, "interval")},
         "vs_checks": agreement_with_checks(accept, checks or {}),
         "real_trials": real_trial_accuracy(rows),
+        "outcome_bias": outcome_bias(rows),
         "position_bias": position_bias(rows),
         "verbosity_bias": verbosity_bias(rows),
         "self_preference": self_preference(rows),

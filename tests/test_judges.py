@@ -186,7 +186,7 @@ def test_another_embedded_model_judges_offline_on_its_own_server(monkeypatch):
     """No endpoint configured: a registry model gets its own llama.cpp server; other names fail."""
     from contextlib import contextmanager
 
-    import agents.judging as judging
+    from agents import judging
 
     started: list[str] = []
 
@@ -213,6 +213,22 @@ def test_another_embedded_model_judges_offline_on_its_own_server(monkeypatch):
         assert found[small].model_id == small and found["default"].model_id == settings.llm_model
         assert found[small].chat.openai_api_base == "http://127.0.0.1:9001/v1"  # its own server
     assert started == [small]
-    with pytest.raises(JudgeSpecError, match="without an endpoint"):
-        with judging.open_judges(settings, parse_judge_specs("gpt-4o")):
-            pass
+    with (pytest.raises(JudgeSpecError, match="without an endpoint"),
+          judging.open_judges(settings, parse_judge_specs("gpt-4o"))):
+        pass
+
+
+def test_a_judge_that_rejects_every_failure_shows_outcome_bias():
+    """Known answer: judge A accepts successes and rejects failures of the same quality."""
+    from eval.judges import outcome_bias
+
+    rows = [row("a", f"r{i}", accept=(label == 1), truth={"requested_label": label})
+            for i, label in enumerate([1, 1, 0, 0, 1, 0])]
+    rows += [row("fair", f"r{i}", accept=(i % 2 == 0), truth={"requested_label": label})
+             for i, label in enumerate([1, 1, 0, 0])]
+    bias = outcome_bias(rows)
+    assert bias["a"]["accept_rate_by_label"] == {"0": 0.0, "1": 1.0}
+    assert bias["a"]["gap_success_minus_failure"] == 1.0
+    assert bias["fair"]["gap_success_minus_failure"] == 0.0
+    items = generated_items([line(0, label=0), line(1, label=1)], lambda _: None, False)
+    assert [i.truth["requested_label"] for i in items] == [0, 1]
