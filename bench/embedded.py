@@ -35,12 +35,16 @@ RAW_PROMPT = ("Write a detailed plain-text description of a randomized phase 2 c
               "eligibility criteria and primary outcome.")
 
 
-def raw_speed(base_url: str, model: str, max_tokens: int, repeats: int = 2) -> dict[str, float]:
-    """llama.cpp's own prompt and generation tokens/s (its `timings`), no schema, no agents."""
+def raw_speed(base_url: str, model: str, max_tokens: int, repeats: int = 2,
+              context: str = "") -> dict[str, float]:
+    """llama.cpp's own prompt and generation tokens/s (its `timings`), no schema, no agents.
+
+    `context`: text put before the request, so prompt speed is measured on a prompt as long as
+    the loop's (a short prompt's per-token speed is mostly fixed overhead)."""
     gen, prompt = [], []
     for i in range(repeats):
         body = {"model": model, "max_tokens": max_tokens, "temperature": 0.7, "seed": i,
-                "messages": [{"role": "user", "content": f"{RAW_PROMPT} (variant {i})"}]}
+                "messages": [{"role": "user", "content": f"{context}\n\n{RAW_PROMPT} (variant {i})"}]}
         res = httpx.post(f"{base_url}/chat/completions", json=body, timeout=600).json()
         t = res["timings"]
         gen.append(t["predicted_per_second"])
@@ -115,6 +119,9 @@ def embedded_run(n: int, concurrency: int | None = None, max_revisions: int = 1,
             records = [*read_jsonl(out / "reports.jsonl"), *read_jsonl(out / "rejected.jsonl")]
             base = generator.chat.openai_api_base
             raw = raw_speed(base, generator.model_id, s.llm_max_tokens // 2)
+            # a prompt like the loop's: real trials' text, about the mean input of one call
+            context = "\n\n".join(t.text()[:700] for t in corpus[:3])
+            raw["long_prompt"] = raw_speed(base, generator.model_id, 16, context=context)
             raw["parallel"] = raw_parallel(base, generator.model_id, s.llm_max_tokens // 2,
                                            concurrency)
     finally:
@@ -142,13 +149,15 @@ def embedded_run(n: int, concurrency: int | None = None, max_revisions: int = 1,
         # time raw llama.cpp would need for the same tokens, one stream, vs the time the loop's
         # calls took per slot (latency / concurrency): 1.0 = the loop gets the raw speed
         "llm_efficiency_vs_raw": _efficiency(records, raw, concurrency),
-        "session_output_tokens_per_wall_s": round(summary["this_session"]["output_tokens"] / wall, 2),
+        "session_output_tokens_per_wall_s": (round(summary["this_session"]["output_tokens"] / wall, 2)
+                                             if n > before else None),
     }
 
 
-def _efficiency(records: list[dict], raw: dict[str, float], concurrency: int) -> float | None:
+def _efficiency(records: list[dict], raw: dict[str, Any], concurrency: int) -> float | None:
     calls = [c for r in records for c in r["provenance"]["llm_calls"]]
-    ideal = sum(c["input_tokens"] / raw["prompt_tokens_per_s"]
+    prompt_tps = raw["long_prompt"]["prompt_tokens_per_s"]
+    ideal = sum(c["input_tokens"] / prompt_tps
                 + c["output_tokens"] / raw["generation_tokens_per_s"] for c in calls)
     spent = sum(c["latency_s"] for c in calls) / concurrency
     return round(ideal / spent, 3) if spent else None

@@ -68,8 +68,15 @@ def main() -> None:
     if args.embedded:
         from bench.embedded import embedded_run
 
-        results["embedded"] = embedded_run(args.embedded, phase=args.phase, keep=args.keep,
-                                           seed=args.seed)
+        fresh = embedded_run(args.embedded, phase=args.phase, keep=args.keep, seed=args.seed)
+        old = results.get("embedded") or {}
+        if fresh["seconds_per_report"] is None and old.get("corpus") == fresh["corpus"] and \
+                old.get("reports") == fresh["reports"]:
+            # a resumed run that had nothing left: keep the generating session's timings
+            fresh |= {k: old.get(k) for k in ("wall_s_this_session", "seconds_per_report",
+                                              "session_output_tokens_per_wall_s")}
+            fresh["timings_from"] = "the session that generated the reports"
+        results["embedded"] = fresh
     ray = RESULTS.with_name("generation_ray.json")  # measured by bench/reliability.py --only ray
     if ray.exists():
         results["ray_vs_asyncio"] = {"source": "bench/results/generation_ray.json",
