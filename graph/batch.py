@@ -194,6 +194,27 @@ def open_run(specs: list[Spec], deps: Any, out: Path, *, concurrency: int,
                   progress=Progress(planned=len(specs), done_before=len(done)), summary=summary)
 
 
+async def finish_spec(graph: Any, spec: Spec, config: dict[str, Any],
+                      report_timeout_s: float | None) -> tuple[dict[str, Any], str | None]:
+    """Run one spec to its end on a checkpointed graph, resuming where its thread stopped.
+
+    Returns (final state, error or None); never raises, so one bad report cannot end a batch.
+    """
+    snapshot = await graph.aget_state(config)
+    values = snapshot.values or {}
+    try:
+        if values.get("status") in ("accepted", "rejected") and not snapshot.next:
+            return values, None  # finished before a crash, never written
+        start = None if snapshot.next else {"spec": spec, "revision": 0}
+        return await asyncio.wait_for(graph.ainvoke(start, config), report_timeout_s), None
+    except Exception as err:  # noqa: BLE001 - one bad report must not end the batch
+        error = (f"timed out after {report_timeout_s}s"
+                 if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}")
+        state = (await graph.aget_state(config)).values or {"spec": spec}
+        state.setdefault("spec", spec)
+        return state, error
+
+
 async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrency: int = 4,
                     report_timeout_s: float | None = None, retry_errors: bool = False,
                     on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
@@ -208,22 +229,8 @@ async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrenc
 
         async def one(spec: Spec) -> None:
             config = run_config(deps, thread_id=f"{spec.spec_id}:{fp[:16]}")
-            error = None
             async with gate:
-                snapshot = await graph.aget_state(config)
-                values = snapshot.values or {}
-                try:
-                    if values.get("status") in ("accepted", "rejected") and not snapshot.next:
-                        state = values  # finished before a crash, never written
-                    else:
-                        start = None if snapshot.next else {"spec": spec, "revision": 0}
-                        state = await asyncio.wait_for(graph.ainvoke(start, config),
-                                                       report_timeout_s)
-                except Exception as err:  # noqa: BLE001 - one bad report must not end the batch
-                    error = (f"timed out after {report_timeout_s}s"
-                             if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}")
-                    state = (await graph.aget_state(config)).values or {"spec": spec}
-                    state.setdefault("spec", spec)
+                state, error = await finish_spec(graph, spec, config, report_timeout_s)
             await asyncio.to_thread(run.write, build_record(state, deps, error), on_progress)
             await saver.adelete_thread(config["configurable"]["thread_id"])
 

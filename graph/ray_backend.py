@@ -26,7 +26,7 @@ from typing import Any
 
 from agents.common import AgentDeps, fake_deps
 from agents.provenance import build_record
-from graph.batch import Progress, _versions, open_run
+from graph.batch import Progress, _versions, finish_spec, open_run
 from graph.generation import build_generation_graph, run_config
 from graph.state import checkpoint_serde
 from tools.schema import Spec
@@ -108,22 +108,9 @@ async def _run_one(spec: Spec, deps: AgentDeps, thread_id: str, checkpoint: Path
         saver: Any = AsyncSqliteSaver(conn, serde=checkpoint_serde())
     else:
         saver = InMemorySaver(serde=checkpoint_serde())
-    error = None
     try:
         graph = build_generation_graph(deps, saver)
-        snapshot = await graph.aget_state(config)
-        values = snapshot.values or {}
-        try:
-            if values.get("status") in ("accepted", "rejected") and not snapshot.next:
-                state = values  # finished before a crash, never written
-            else:
-                start = None if snapshot.next else {"spec": spec, "revision": 0}
-                state = await asyncio.wait_for(graph.ainvoke(start, config), report_timeout_s)
-        except Exception as err:  # noqa: BLE001 - one bad report must not end the batch
-            error = (f"timed out after {report_timeout_s}s"
-                     if isinstance(err, TimeoutError) else f"{type(err).__name__}: {err}")
-            state = (await graph.aget_state(config)).values or {"spec": spec}
-            state.setdefault("spec", spec)
+        state, error = await finish_spec(graph, spec, config, report_timeout_s)
         return build_record(state, deps, error)
     finally:
         if conn is not None:
