@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from agents.common import AgentDeps
-from tools.settings import Settings
+from trialwright.agents.common import AgentDeps
+from trialwright.tools.settings import Settings
 
 # The `langgraph dev` server's deps, one set per process (see graph/chat.py). It lives in this
 # module because the server executes graph/chat.py once per graph in langgraph.json: a cache
@@ -21,9 +21,9 @@ class ChatSetupError(RuntimeError):
 @contextmanager
 def open_chat_deps(settings: Settings, llm: str = "auto") -> Iterator[AgentDeps]:
     """Store, encoder and (generator, judge) endpoints, closed on exit."""
-    from tools.encoder import Encoder
-    from tools.llm import open_endpoints
-    from tools.store import open_store
+    from trialwright.tools.encoder import Encoder
+    from trialwright.tools.llm import open_endpoints
+    from trialwright.tools.store import open_store
 
     if llm not in ("auto", "fake"):
         raise ChatSetupError(f"--llm {llm!r}: expected 'auto' or 'fake'")

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from agents.common import PROMPTS
-from tools.settings import Settings
+from trialwright.agents.common import PROMPTS
+from trialwright.tools.settings import Settings
 
 MAX_MESSAGE_CHARS = 2000
 PROMPT_WINDOW = 8  # words: a longer verbatim run of a prompt file in an answer is a leak

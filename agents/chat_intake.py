@@ -15,11 +15,11 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import BaseModel, Field, field_validator
 
-from agents.chat_guard import REFUSAL, OutputGuard, clean_user_text, fence, is_probe
-from agents.chat_state import ChatState
-from agents.common import AgentDeps, ask, load_prompt
-from tools.schema import LABEL_WORD, CheckResult, Spec
-from tools.trials import PHASES, Phase
+from trialwright.agents.chat_guard import REFUSAL, OutputGuard, clean_user_text, fence, is_probe
+from trialwright.agents.chat_state import ChatState
+from trialwright.agents.common import AgentDeps, ask, load_prompt
+from trialwright.tools.schema import LABEL_WORD, CheckResult, Spec
+from trialwright.tools.trials import PHASES, Phase
 
 Next = Literal["retrieve", "draft", "approve", "export", "reply"]
 Action = Literal["describe", "change", "approve", "export", "other"]

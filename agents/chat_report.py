@@ -11,11 +11,11 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 
-from agents.chat_guard import OutputGuard
-from agents.chat_state import ChatState
-from agents.common import AgentDeps
-from agents.provenance import build_record
-from tools.schema import (
+from trialwright.agents.chat_guard import OutputGuard
+from trialwright.agents.chat_state import ChatState
+from trialwright.agents.common import AgentDeps
+from trialwright.agents.provenance import build_record
+from trialwright.tools.schema import (
     LABEL_WORD,
     CheckResult,
     Evidence,

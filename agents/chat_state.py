@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 
-from agents.state import ReportState
-from tools.schema import SyntheticTrial
+from trialwright.agents.state import ReportState
+from trialwright.tools.schema import SyntheticTrial
 
 
 class ChatState(ReportState, total=False):

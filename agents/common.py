@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel
 
-from agents.state import NodeTiming
-from tools.encoder import Encoder
-from tools.llm import ChatEndpoint, call_structured
-from tools.schema import LABEL_WORD, Allowed, Evidence, Spec
-from tools.settings import Settings
+from trialwright.agents.state import NodeTiming
+from trialwright.tools.encoder import Encoder
+from trialwright.tools.llm import ChatEndpoint, call_structured
+from trialwright.tools.schema import LABEL_WORD, Allowed, Evidence, Spec
+from trialwright.tools.settings import Settings
 
 if TYPE_CHECKING:
-    from tools.privacy_index import PrivacyIndex
-    from tools.store import VectorStore
+    from trialwright.tools.privacy_index import PrivacyIndex
+    from trialwright.tools.store import VectorStore
 
 PROMPTS = Path(__file__).parent / "prompts"
 T = TypeVar("T", bound=BaseModel)
@@ -45,7 +45,7 @@ def fake_deps(latency_s: float = 0.0, k_evidence: int = 2, store: Any = None,
               encoder: Any = None) -> AgentDeps:
     """All-fake deps — schema-driven LLM with `latency_s` per call, fixed evidence store — for
     plumbing runs, tests and orchestration benchmarks."""
-    from tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
+    from trialwright.tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
 
     ep = ChatEndpoint(chat=FakeSchemaChat(latency_s=latency_s), model_id="fake")
     return AgentDeps(settings=Settings(k_evidence=k_evidence), generator=ep, judge=ep,

@@ -7,7 +7,7 @@ import time
 from statistics import mean
 from typing import Any, Literal
 
-from agents.common import (
+from trialwright.agents.common import (
     PROMPTS,
     AgentDeps,
     ask,
@@ -17,10 +17,10 @@ from agents.common import (
     render_evidence,
     timed,
 )
-from agents.drafter import chosen_topic
-from agents.state import ReportState, Round
-from tools.checks import CheckInput, run_checks
-from tools.schema import JudgeOutput, JudgeVerdict
+from trialwright.agents.drafter import chosen_topic
+from trialwright.agents.state import ReportState, Round
+from trialwright.tools.checks import CheckInput, run_checks
+from trialwright.tools.schema import JudgeOutput, JudgeVerdict
 
 Next = Literal["reason", "draft", "accept", "reject"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agents.common import (
+from trialwright.agents.common import (
     AgentDeps,
     ask,
     call_seed,
@@ -16,8 +16,8 @@ from agents.common import (
     render_evidence,
     timed,
 )
-from agents.state import ReportState
-from tools.schema import Evidence, Rationale, Spec, SyntheticTrial
+from trialwright.agents.state import ReportState
+from trialwright.tools.schema import Evidence, Rationale, Spec, SyntheticTrial
 
 
 def chosen_topic(spec: Spec, rationale: Rationale | None, evidence: list[Evidence]) -> dict[str, str]:

@@ -32,20 +32,20 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import BaseModel, Field
 
-from agents.common import PROMPTS, Prompt, describe_target, load_prompt, render_evidence
-from agents.critic import judge_decision, rubric_text
-from tools.fakes import FakeSchemaChat
-from tools.llm import (
+from trialwright.agents.common import PROMPTS, Prompt, describe_target, load_prompt, render_evidence
+from trialwright.agents.critic import judge_decision, rubric_text
+from trialwright.tools.fakes import FakeSchemaChat
+from trialwright.tools.llm import (
     ChatEndpoint,
     LLMCall,
     call_structured,
     chat_endpoint,
     open_endpoints,
 )
-from tools.local_llm import MODELS, LocalLLMServer
-from tools.schema import LABEL_WORD, Evidence, JudgeOutput, Spec, SyntheticTrial
-from tools.settings import Settings
-from tools.trials import Trial
+from trialwright.tools.local_llm import MODELS, LocalLLMServer
+from trialwright.tools.schema import LABEL_WORD, Evidence, JudgeOutput, Spec, SyntheticTrial
+from trialwright.tools.settings import Settings
+from trialwright.tools.trials import Trial
 
 PROBES = ("plain", "verbosity", "real", "pairwise")
 # Content-free sentences: a fair judge scores a padded copy the same as the original.

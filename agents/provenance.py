@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.common import AgentDeps, prompt_hashes
-from agents.state import ReportState
+from trialwright.agents.common import AgentDeps, prompt_hashes
+from trialwright.agents.state import ReportState
 
 
 def build_record(state: ReportState, deps: AgentDeps, error: str | None = None) -> dict[str, Any]:

@@ -7,9 +7,9 @@ import asyncio
 import time
 from typing import Any
 
-from agents.common import AgentDeps, timed
-from agents.state import ReportState
-from tools.schema import Evidence, Spec
+from trialwright.agents.common import AgentDeps, timed
+from trialwright.agents.state import ReportState
+from trialwright.tools.schema import Evidence, Spec
 
 OVERUSE_PENALTY = 0.05  # score lost per earlier use; small enough that relevance still leads
 

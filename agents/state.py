@@ -7,8 +7,8 @@ from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel
 
-from tools.llm import LLMCall
-from tools.schema import (
+from trialwright.tools.llm import LLMCall
+from trialwright.tools.schema import (
     CheckResult,
     Evidence,
     JudgeVerdict,

@@ -28,9 +28,9 @@ def card_command(
     data: Annotated[Path | None, typer.Option("--data", help="data folder holding top/")] = None,
 ) -> None:
     """Utility, fidelity, diversity, privacy and judge reliability in one eval card."""
-    from app.cli import UserError, out, settings_for, user_errors
-    from eval.card import build_card
-    from eval.quality import bag_of_words_embedder
+    from trialwright.app.cli import UserError, out, settings_for, user_errors
+    from trialwright.eval.card import build_card
+    from trialwright.eval.quality import bag_of_words_embedder
 
     s = settings_for(data_dir=data)
     with user_errors():

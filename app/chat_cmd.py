@@ -27,10 +27,10 @@ def chat_command(
 ) -> None:
     """Draft one trial in a web chat: describe it, review the draft and the critic's findings,
     ask for changes, approve, export (JSON + Markdown). Conversations survive a restart."""
-    from agents.chat_deps import ChatSetupError, open_chat_deps
-    from app.chat_ui import is_local, serve_chat
-    from app.cli import user_errors
-    from tools.settings import load_settings
+    from trialwright.agents.chat_deps import ChatSetupError, open_chat_deps
+    from trialwright.app.chat_ui import is_local, serve_chat
+    from trialwright.app.cli import user_errors
+    from trialwright.tools.settings import load_settings
 
     with user_errors():
         settings = load_settings()

@@ -28,10 +28,10 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from agents.chat_guard import MAX_MESSAGE_CHARS, OutputGuard, clean_user_text
-from agents.chat_report import critic_view, evidence_rows
-from agents.common import AgentDeps
-from graph.chat import (
+from trialwright.agents.chat_guard import MAX_MESSAGE_CHARS, OutputGuard, clean_user_text
+from trialwright.agents.chat_report import critic_view, evidence_rows
+from trialwright.agents.common import AgentDeps
+from trialwright.graph.chat import (
     AUTO_REVISIONS,
     build_chat_graph,
     chat_config,

@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from tools.settings import ConfigFileError, Settings, load_settings
+from trialwright.tools.settings import ConfigFileError, Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Synthetic, outcome-labelled clinical-trial reports grounded in real trials.")
@@ -41,12 +41,12 @@ class UserError(Exception):
 
 @contextmanager
 def user_errors():
-    from graph.batch import BatchError
-    from tools.encoder import EncoderError
-    from tools.local_llm import LocalModelError
-    from tools.plan import PlanError
-    from tools.store import StoreError
-    from tools.trials import DataError
+    from trialwright.graph.batch import BatchError
+    from trialwright.tools.encoder import EncoderError
+    from trialwright.tools.local_llm import LocalModelError
+    from trialwright.tools.plan import PlanError
+    from trialwright.tools.store import StoreError
+    from trialwright.tools.trials import DataError
 
     try:
         yield
@@ -81,7 +81,7 @@ def settings_for(**overrides: Any) -> Settings:
 
 
 def load_corpus(settings: Settings, limit: int | None = None):
-    from tools.trials import load_top
+    from trialwright.tools.trials import load_top
 
     files = [settings.top_dir / f for f in settings.top_files]
     trials = load_top(files)
@@ -101,9 +101,9 @@ def config() -> None:
 @app.command()
 def index(data: Data = None, limit: Annotated[int | None, typer.Option(min=1)] = None) -> None:
     """Embed the real trials into the vector store (re-running skips unchanged trials)."""
-    from tools.encoder import Encoder
-    from tools.indexing import index_trials
-    from tools.store import open_store
+    from trialwright.tools.encoder import Encoder
+    from trialwright.tools.indexing import index_trials
+    from trialwright.tools.store import open_store
 
     s = settings_for(data_dir=data)
     with user_errors():
@@ -130,9 +130,9 @@ def search(text: str,
            k: Annotated[int, typer.Option("-k", min=1, max=100)] = 5,
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Find real trials similar to TEXT."""
-    from tools.encoder import Encoder
-    from tools.store import open_store
-    from tools.trials import PHASES, normalise_phase
+    from trialwright.tools.encoder import Encoder
+    from trialwright.tools.store import open_store
+    from trialwright.tools.trials import PHASES, normalise_phase
 
     s = settings_for()
     with user_errors():
@@ -180,13 +180,13 @@ def generate(
     data: Data = None,
 ) -> None:
     """Generate N synthetic reports into --out (resumes if --out holds the same run)."""
-    from agents.common import AgentDeps
-    from tools.encoder import Encoder
-    from tools.llm import open_endpoints
-    from tools.plan import plan_specs
-    from tools.privacy_index import corpus_index
-    from tools.store import open_store
-    from tools.trials import normalise_phase
+    from trialwright.agents.common import AgentDeps
+    from trialwright.tools.encoder import Encoder
+    from trialwright.tools.llm import open_endpoints
+    from trialwright.tools.plan import plan_specs
+    from trialwright.tools.privacy_index import corpus_index
+    from trialwright.tools.store import open_store
+    from trialwright.tools.trials import normalise_phase
 
     s = settings_for(data_dir=data, max_revisions=max_revisions, k_evidence=k)
     for name, value, choices in (("--llm", llm, ("auto", "fake")),
@@ -224,7 +224,7 @@ def generate(
                     summary = _generate_on_ray(specs, deps, llm, out_dir, concurrency,
                                                report_timeout, ray_address, show, retry_errors)
                 else:
-                    from graph.batch import run_batch
+                    from trialwright.graph.batch import run_batch
 
                     summary = asyncio.run(run_batch(specs, deps, out_dir, concurrency=concurrency,
                                                     report_timeout_s=report_timeout,
@@ -256,7 +256,7 @@ def _generate_on_ray(specs: list, deps: Any, llm: str, out_dir: Path, concurrenc
         import ray
     except ImportError:
         raise UserError("--backend ray needs Ray: pip install 'trialwright[ray]'") from None
-    from graph.ray_backend import (
+    from trialwright.graph.ray_backend import (
         SettingsDeps,
         SettingsRetrieval,
         WorkerDeps,
@@ -301,10 +301,10 @@ def quickstart(n: Annotated[int, typer.Option("--n", min=1)] = 3,
 
 def _register_extensions() -> None:
     """Commands that live in their own modules (each imports its heavy parts lazily)."""
-    from app.card_cmd import card_command
-    from app.chat_cmd import chat_command
-    from app.eval_cmd import eval_command
-    from app.judge_cmd import judge_command, review_command
+    from trialwright.app.card_cmd import card_command
+    from trialwright.app.chat_cmd import chat_command
+    from trialwright.app.eval_cmd import eval_command
+    from trialwright.app.judge_cmd import judge_command, review_command
 
     app.command("eval")(eval_command)
     app.command("judge")(judge_command)

@@ -105,13 +105,13 @@ def eval_command(
 ) -> None:
     """Fine-tune and score an outcome classifier on real, synthetic and hybrid trials."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # evaluation never downloads a model
-    from eval.synthetic_reports import EvalInputError
-    from eval.utility import UtilityConfig, run_utility_eval
-    from eval.utility_card import write_utility_card
-    from tools.encoder import EncoderError
-    from tools.settings import load_settings
-    from tools.trials import DataError
-    from tools.writer import write_json_atomic
+    from trialwright.eval.synthetic_reports import EvalInputError
+    from trialwright.eval.utility import UtilityConfig, run_utility_eval
+    from trialwright.eval.utility_card import write_utility_card
+    from trialwright.tools.encoder import EncoderError
+    from trialwright.tools.settings import load_settings
+    from trialwright.tools.trials import DataError
+    from trialwright.tools.writer import write_json_atomic
 
     phases, hybrid_ratios = _parse_phases(phase), _parse_ratios(ratios)
     try:

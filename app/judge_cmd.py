@@ -18,7 +18,7 @@ DEFAULT_PROBES = "plain,verbosity,real,pairwise"
 
 def generated_lines(path: Path, with_rejected: bool) -> tuple[list[dict[str, Any]], list[Path]]:
     """Lines holding a report, from `path` (a reports.jsonl or a run folder) and its rejected file."""
-    from tools.writer import read_jsonl
+    from trialwright.tools.writer import read_jsonl
 
     path = path / "reports.jsonl" if path.is_dir() else path
     files = [path] + ([path.with_name("rejected.jsonl")] if with_rejected else [])
@@ -50,8 +50,8 @@ def judge_command(
     import numpy as np
     from rich.table import Column, Table
 
-    from agents.common import prompt_hashes
-    from agents.judging import (
+    from trialwright.agents.common import prompt_hashes
+    from trialwright.agents.judging import (
         PROBES,
         JudgeSpecError,
         generated_items,
@@ -61,11 +61,11 @@ def judge_command(
         real_trial_items,
         run_judges,
     )
-    from app.cli import UserError, err, load_corpus, out, settings_for, user_errors
-    from eval.human import read_review_sheet
-    from eval.judges import agreement_report, checks_by_item, read_verdicts
-    from tools.schema import Evidence
-    from tools.writer import JsonlWriter, write_json_atomic
+    from trialwright.app.cli import UserError, err, load_corpus, out, settings_for, user_errors
+    from trialwright.eval.human import read_review_sheet
+    from trialwright.eval.judges import agreement_report, checks_by_item, read_verdicts
+    from trialwright.tools.schema import Evidence
+    from trialwright.tools.writer import JsonlWriter, write_json_atomic
 
     s = settings_for(data_dir=data)
     with user_errors():
@@ -164,8 +164,8 @@ def review_command(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Export reports for human review; pass the filled sheet to `judge --human`."""
-    from app.cli import UserError, out, user_errors
-    from eval.human import export_review_sheet
+    from trialwright.app.cli import UserError, out, user_errors
+    from trialwright.eval.human import export_review_sheet
 
     with user_errors():
         if not in_file.exists():

@@ -19,16 +19,16 @@ from typing import Any
 
 import httpx
 
-from agents.common import AgentDeps
-from graph.batch import run_batch
-from tools.encoder import Encoder
-from tools.llm import open_endpoints
-from tools.plan import plan_specs
-from tools.privacy_index import corpus_index
-from tools.settings import Settings
-from tools.store import open_store
-from tools.trials import load_top
-from tools.writer import read_jsonl
+from trialwright.agents.common import AgentDeps
+from trialwright.graph.batch import run_batch
+from trialwright.tools.encoder import Encoder
+from trialwright.tools.llm import open_endpoints
+from trialwright.tools.plan import plan_specs
+from trialwright.tools.privacy_index import corpus_index
+from trialwright.tools.settings import Settings
+from trialwright.tools.store import open_store
+from trialwright.tools.trials import load_top
+from trialwright.tools.writer import read_jsonl
 
 RAW_PROMPT = ("Write a detailed plain-text description of a randomized phase 2 clinical trial of "
               "an inhaled corticosteroid in adults with persistent asthma: design, arms, "

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from eval.classifier_model import resolve_classifier_model
+from trialwright.eval.classifier_model import resolve_classifier_model
 
 RESULTS = Path(__file__).parent / "results" / "finetune.json"
 LENGTHS = (256, 512)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.common import fake_deps
-from graph.batch import run_batch
-from tools.schema import Spec
+from trialwright.agents.common import fake_deps
+from trialwright.graph.batch import run_batch
+from trialwright.tools.schema import Spec
 
 RESULTS = Path(__file__).parent / "results" / "generation.json"
 CALLS_PER_REPORT = 3  # reason, draft, judge when accepted first time

@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.checks import ngram_overlap
-from tools.privacy_index import PrivacyIndex, trial_items
-from tools.settings import Settings
-from tools.trials import load_top
+from trialwright.tools.checks import ngram_overlap
+from trialwright.tools.privacy_index import PrivacyIndex, trial_items
+from trialwright.tools.settings import Settings
+from trialwright.tools.trials import load_top
 
 RESULTS = ROOT / "bench" / "results" / "privacy_gate.json"
 N = 12  # Settings.copy_ngram's default

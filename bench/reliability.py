@@ -41,14 +41,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.common import AgentDeps, fake_deps
-from graph.batch import run_batch
-from tools.fakes import FixedStore, HashEncoder
-from tools.fault_server import FAULTS, FaultPlan, FaultServer
-from tools.llm import chat_endpoint
-from tools.schema import Spec
-from tools.settings import Settings
-from tools.writer import read_jsonl
+from trialwright.agents.common import AgentDeps, fake_deps
+from trialwright.graph.batch import run_batch
+from trialwright.tools.fakes import FixedStore, HashEncoder
+from trialwright.tools.fault_server import FAULTS, FaultPlan, FaultServer
+from trialwright.tools.llm import chat_endpoint
+from trialwright.tools.schema import Spec
+from trialwright.tools.settings import Settings
+from trialwright.tools.writer import read_jsonl
 
 RESULTS = ROOT / "bench" / "results" / "reliability.json"
 DATA = (ROOT / Settings().data_dir).resolve()
@@ -339,7 +339,7 @@ def tree_hash(*roots: Path) -> dict[str, str]:
 
 
 def _cli(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "trialwright.app.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -437,7 +437,7 @@ def ray_run(n_wide: int = 32, kills: int = 2) -> dict:
     """Both back-ends on the 200 ms fake LLM (3 calls per accepted report)."""
     import ray
 
-    from graph.ray_backend import FakeDeps, WorkerDeps, run_batch_ray
+    from trialwright.graph.ray_backend import FakeDeps, WorkerDeps, run_batch_ray
 
     latency, rows = 0.2, []
 
@@ -530,7 +530,7 @@ def _session_pids(sid: int) -> list[int]:
 
 
 def ray_worker(out: Path, n: int) -> None:
-    from graph.ray_backend import FakeDeps, WorkerDeps, run_batch_ray
+    from trialwright.graph.ray_backend import FakeDeps, WorkerDeps, run_batch_ray
 
     factory = FakeDeps(latency_s=0.2)
     run_batch_ray(specs(n), WorkerDeps.like(factory(), factory), out, max_in_flight=4,

@@ -28,10 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.encoder import Encoder  # noqa: E402
-from tools.settings import Settings  # noqa: E402
-from tools.store import EdgeStore, QdrantStore, content_hash  # noqa: E402
-from tools.trials import load_top  # noqa: E402
+from trialwright.tools.encoder import Encoder  # noqa: E402
+from trialwright.tools.settings import Settings  # noqa: E402
+from trialwright.tools.store import EdgeStore, QdrantStore, content_hash  # noqa: E402
+from trialwright.tools.trials import load_top  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NOISE = 0.01  # per-dimension sigma of the copies (cosine to their source ~0.98)

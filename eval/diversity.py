@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from eval.records import TrialRecord
-from tools.privacy_index import tokens
+from trialwright.eval.records import TrialRecord
+from trialwright.tools.privacy_index import tokens
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float | None:

@@ -19,8 +19,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-from eval.records import TrialRecord, count_criteria
-from tools.privacy_index import tokens
+from trialwright.eval.records import TrialRecord, count_criteria
+from trialwright.tools.privacy_index import tokens
 
 
 def _median_gamma(pooled: np.ndarray) -> float:

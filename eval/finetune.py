@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from eval.classifier_model import ModelInfo
-from eval.classifier_text import ClassifierExample
-from eval.scorer import Fit, Mode, softmax_positive
+from trialwright.eval.classifier_model import ModelInfo
+from trialwright.eval.classifier_text import ClassifierExample
+from trialwright.eval.scorer import Fit, Mode, softmax_positive
 
 
 class FineTuneConfig(BaseModel):

@@ -16,11 +16,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from eval.classifier_model import ModelInfo
-from eval.classifier_text import ClassifierExample
-from eval.scorer import Fit, Mode, labels, softmax_positive
-from tools.encoder import Encoder
-from tools.settings import Settings
+from trialwright.eval.classifier_model import ModelInfo
+from trialwright.eval.classifier_text import ClassifierExample
+from trialwright.eval.scorer import Fit, Mode, labels, softmax_positive
+from trialwright.tools.encoder import Encoder
+from trialwright.tools.settings import Settings
 
 C_GRID = np.logspace(-4, 0, 9)  # standardised 384-768-d features, ~10^3 rows: C above 1 overfits
 HEAD_INIT_STD = 0.02  # BERT's initializer_range: what a fresh classification head starts from

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from eval.judges import Row
-from tools.writer import read_jsonl
+from trialwright.eval.judges import Row
+from trialwright.tools.writer import read_jsonl
 
 LABEL_COLUMNS = ("accept", "score", "reviewer", "notes")
 _YES = {"yes", "y", "accept", "accepted", "1", "true"}

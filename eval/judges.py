@@ -28,7 +28,7 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import brier_score_loss, cohen_kappa_score, roc_auc_score
 
-from tools.writer import read_jsonl
+from trialwright.tools.writer import read_jsonl
 
 Row = dict[str, Any]
 

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from eval.fidelity import summarise
-from eval.records import TrialRecord
-from tools.privacy_index import PrivacyIndex
-from tools.trials import NCT_ID
+from trialwright.eval.fidelity import summarise
+from trialwright.eval.records import TrialRecord
+from trialwright.tools.privacy_index import PrivacyIndex
+from trialwright.tools.trials import NCT_ID
 
 #: A synthetic record is flagged when any of these holds.
 FLAG_DCR = 0.02  # cosine >= 0.98 to a real trial

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from sklearn.feature_extraction.text import HashingVectorizer
 
-from eval.diversity import diversity
-from eval.fidelity import fidelity
-from eval.privacy import Distances, dcr_distances, privacy
-from eval.records import TrialRecord
+from trialwright.eval.diversity import diversity
+from trialwright.eval.fidelity import fidelity
+from trialwright.eval.privacy import Distances, dcr_distances, privacy
+from trialwright.eval.records import TrialRecord
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 

@@ -18,9 +18,9 @@ import numpy as np
 from pydantic import BaseModel
 from sklearn.model_selection import train_test_split
 
-from eval.classifier_text import ClassifierExample, make_example
-from eval.synthetic_reports import EvalInputError
-from tools.trials import Trial, load_top
+from trialwright.eval.classifier_text import ClassifierExample, make_example
+from trialwright.eval.synthetic_reports import EvalInputError
+from trialwright.tools.trials import Trial, load_top
 
 PhaseName = Literal["I", "II", "III"]
 PHASE_NAMES: tuple[PhaseName, ...] = ("I", "II", "III")

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tools.trials import Trial
+from trialwright.tools.trials import Trial
 
 _BULLET = re.compile(r"^\s*(?:[-*•·]|\d{1,2}[.)])\s+", re.MULTILINE)
 _EXCLUSION = re.compile(r"exclusion criteria\s*:?", re.IGNORECASE)

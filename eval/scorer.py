@@ -7,7 +7,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from eval.classifier_text import ClassifierExample
+from trialwright.eval.classifier_text import ClassifierExample
 
 Mode = Literal["quick", "finetune"]
 

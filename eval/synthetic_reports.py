@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from eval.classifier_text import ClassifierExample, make_example
-from tools.trials import NCT_ID, PHASES, normalise_phase
+from trialwright.eval.classifier_text import ClassifierExample, make_example
+from trialwright.tools.trials import NCT_ID, PHASES, normalise_phase
 
 
 class EvalInputError(ValueError):

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from eval.classifier_metrics import (
+from trialwright.eval.classifier_metrics import (
     METRICS,
     THRESHOLD,
     bootstrap_indices,
@@ -30,10 +30,10 @@ from eval.classifier_metrics import (
     percentile_ci,
     point_metrics,
 )
-from eval.classifier_model import ModelInfo, resolve_classifier_model
-from eval.classifier_text import LEAKING_FIELDS, LEAKING_PHRASES, ClassifierExample
-from eval.finetune import FineTuneConfig
-from eval.real_splits import (
+from trialwright.eval.classifier_model import ModelInfo, resolve_classifier_model
+from trialwright.eval.classifier_text import LEAKING_FIELDS, LEAKING_PHRASES, ClassifierExample
+from trialwright.eval.finetune import FineTuneConfig
+from trialwright.eval.real_splits import (
     PHASE_MEMBERS,
     PhaseName,
     PhaseSplit,
@@ -41,9 +41,9 @@ from eval.real_splits import (
     read_hint_predictions,
     split_phase,
 )
-from eval.scorer import Mode, Scorer, labels
-from eval.synthetic_reports import read_synthetic
-from eval.utility_results import (
+from trialwright.eval.scorer import Mode, Scorer, labels
+from trialwright.eval.synthetic_reports import read_synthetic
+from trialwright.eval.utility_results import (
     BootstrapInfo,
     Delta,
     MetricSummary,
@@ -55,7 +55,7 @@ from eval.utility_results import (
     TextRecipe,
     UtilityReport,
 )
-from tools.settings import Settings
+from trialwright.tools.settings import Settings
 
 QUICK_MAX_LENGTH = 256  # frozen embeddings: MiniLM was trained at 256 word pieces
 Log = Callable[[str], None]
@@ -215,10 +215,10 @@ class PhaseMetrics:
 def make_scorer(config: UtilityConfig, model: ModelInfo, settings: Settings | None,
                 work_dir: Path | None) -> Scorer:
     if config.mode == "quick":
-        from eval.frozen_probe import FrozenProbe
+        from trialwright.eval.frozen_probe import FrozenProbe
 
         return FrozenProbe(model, config.effective_max_length, settings)
-    from eval.finetune import FineTuner
+    from trialwright.eval.finetune import FineTuner
 
     ft = config.finetune.model_copy(update={"max_length": config.effective_max_length})
     return FineTuner(model, ft, work_dir)
@@ -299,7 +299,7 @@ def run_utility_eval(config: UtilityConfig, real_dir: Path, synthetic_file: Path
                      work_dir: Path | None = None, log: Log = lambda _msg: None,
                      ) -> tuple[UtilityReport, list[dict[str, Any]]]:
     """Every setting for every requested phase; returns the report and per-row predictions."""
-    from eval.finetune import device_name
+    from trialwright.eval.finetune import device_name
 
     start = time.perf_counter()
     model = resolve_classifier_model(config.model)  # cheapest check first

@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from eval.utility_results import MetricSummary, SettingResult, UtilityReport
+from trialwright.eval.utility_results import MetricSummary, SettingResult, UtilityReport
 
 TABLE_METRICS = (("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC"), ("f1", "F1"),
                  ("accuracy", "Acc"), ("precision", "Prec"), ("recall", "Rec"))

@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from eval.classifier_model import ModelInfo
-from eval.finetune import FineTuneConfig
-from eval.real_splits import PhaseName, SplitSummary
-from eval.synthetic_reports import SyntheticFileSummary
+from trialwright.eval.classifier_model import ModelInfo
+from trialwright.eval.finetune import FineTuneConfig
+from trialwright.eval.real_splits import PhaseName, SplitSummary
+from trialwright.eval.synthetic_reports import SyntheticFileSummary
 
 SettingKind = Literal["baseline", "real", "synthetic", "hybrid", "reference"]
 

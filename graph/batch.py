@@ -24,12 +24,12 @@ from typing import Any
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from agents.common import AgentDeps, prompt_hashes
-from agents.provenance import build_record
-from graph.generation import build_generation_graph, run_config
-from graph.state import checkpoint_serde
-from tools.schema import Spec
-from tools.writer import (
+from trialwright.agents.common import AgentDeps, prompt_hashes
+from trialwright.agents.provenance import build_record
+from trialwright.graph.generation import build_generation_graph, run_config
+from trialwright.graph.state import checkpoint_serde
+from trialwright.tools.schema import Spec
+from trialwright.tools.writer import (
     JsonlWriter,
     jsonl_to_parquet,
     move_records,

@@ -30,21 +30,21 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot, interrupt
 
-from agents.chat_deps import SERVER_DEPS
-from agents.chat_intake import (
+from trialwright.agents.chat_deps import SERVER_DEPS
+from trialwright.agents.chat_intake import (
     REVIEW_HELP,
     check_change_applied,
     interpret_message,
     read_resume,
 )
-from agents.chat_report import approve_draft, export_report, present_draft
-from agents.chat_state import ChatState
-from agents.common import AgentDeps
-from agents.critic import check_consistency, decide, judge_report
-from agents.drafter import draft_report
-from agents.reasoner import reason_outcome
-from agents.retriever import retrieve_evidence
-from graph.state import checkpoint_serde
+from trialwright.agents.chat_report import approve_draft, export_report, present_draft
+from trialwright.agents.chat_state import ChatState
+from trialwright.agents.common import AgentDeps
+from trialwright.agents.critic import check_consistency, decide, judge_report
+from trialwright.agents.drafter import draft_report
+from trialwright.agents.reasoner import reason_outcome
+from trialwright.agents.retriever import retrieve_evidence
+from trialwright.graph.state import checkpoint_serde
 
 AUTO_REVISIONS = 1  # self-corrections per turn before the person sees the draft
 
@@ -162,8 +162,8 @@ _SERVER = SERVER_DEPS
 def _server_deps() -> AgentDeps:
     """One set of agent dependencies per server process (opened on first use, closed at exit)."""
     if "deps" not in _SERVER:
-        from agents.chat_deps import open_chat_deps
-        from tools.settings import load_settings
+        from trialwright.agents.chat_deps import open_chat_deps
+        from trialwright.tools.settings import load_settings
 
         stack = ExitStack()
         atexit.register(stack.close)
@@ -177,6 +177,6 @@ def chat_graph_for_server(config: RunnableConfig) -> CompiledStateGraph:
 
 
 def generation_graph_for_server(config: RunnableConfig) -> CompiledStateGraph:
-    from graph.generation import build_generation_graph
+    from trialwright.graph.generation import build_generation_graph
 
     return build_generation_graph(_server_deps())

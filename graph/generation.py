@@ -18,13 +18,13 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
-from agents.common import AgentDeps
-from agents.critic import check_consistency, decide, judge_report
-from agents.drafter import draft_report
-from agents.reasoner import reason_outcome
-from agents.retriever import retrieve_evidence
-from graph.state import ReportState
-from tools.schema import Spec
+from trialwright.agents.common import AgentDeps
+from trialwright.agents.critic import check_consistency, decide, judge_report
+from trialwright.agents.drafter import draft_report
+from trialwright.agents.reasoner import reason_outcome
+from trialwright.agents.retriever import retrieve_evidence
+from trialwright.graph.state import ReportState
+from trialwright.tools.schema import Spec
 
 
 async def _retrieve(state: ReportState, deps: AgentDeps) -> dict[str, Any]:

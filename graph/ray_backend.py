@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.common import AgentDeps, fake_deps
-from agents.provenance import build_record
-from graph.batch import Progress, _versions, finish_spec, open_run
-from graph.generation import build_generation_graph, run_config
-from graph.state import checkpoint_serde
-from tools.schema import Spec
-from tools.settings import Settings
+from trialwright.agents.common import AgentDeps, fake_deps
+from trialwright.agents.provenance import build_record
+from trialwright.graph.batch import Progress, _versions, finish_spec, open_run
+from trialwright.graph.generation import build_generation_graph, run_config
+from trialwright.graph.state import checkpoint_serde
+from trialwright.tools.schema import Spec
+from trialwright.tools.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ class FakeRetrieval:
     """(FixedStore, HashEncoder): retrieval without a model, for tests and benchmarks."""
 
     def __call__(self) -> tuple[Any, Any]:
-        from tools.fakes import FixedStore, HashEncoder
+        from trialwright.tools.fakes import FixedStore, HashEncoder
 
         return FixedStore(), HashEncoder()
 
@@ -282,8 +282,8 @@ class SettingsRetrieval:
     settings: Settings
 
     def __call__(self) -> tuple[Any, Any]:
-        from tools.encoder import Encoder
-        from tools.store import open_store
+        from trialwright.tools.encoder import Encoder
+        from trialwright.tools.store import open_store
 
         return open_store(self.settings), Encoder(self.settings)
 
@@ -321,9 +321,9 @@ class SettingsDeps:
     privacy_dir: str | None = None  # a saved `PrivacyIndex`, opened memory-mapped per worker
 
     def __call__(self) -> AgentDeps:
-        from tools.fakes import FakeSchemaChat
-        from tools.llm import ChatEndpoint, chat_endpoint
-        from tools.privacy_index import PrivacyIndex
+        from trialwright.tools.fakes import FakeSchemaChat
+        from trialwright.tools.llm import ChatEndpoint, chat_endpoint
+        from trialwright.tools.privacy_index import PrivacyIndex
 
         s = self.settings
         if self.llm == "fake":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from agents.state import NodeTiming, ReportState, Round
-from tools import llm, schema
+from trialwright.agents.state import NodeTiming, ReportState, Round
+from trialwright.tools import llm, schema
 
 __all__ = ["ReportState", "checkpoint_serde"]
 

@@ -4,9 +4,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from agents.common import AgentDeps, fake_deps
-from graph.batch import run_batch
-from tools.schema import Spec
+from trialwright.agents.common import AgentDeps, fake_deps
+from trialwright.graph.batch import run_batch
+from trialwright.tools.schema import Spec
 
 
 def specs(n: int) -> list[Spec]:

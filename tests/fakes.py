@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from agents.common import AgentDeps
-from tools.fakes import FIXED_TRIALS, FixedStore, HashEncoder
-from tools.llm import ChatEndpoint
-from tools.settings import Settings
+from trialwright.agents.common import AgentDeps
+from trialwright.tools.fakes import FIXED_TRIALS, FixedStore, HashEncoder
+from trialwright.tools.llm import ChatEndpoint
+from trialwright.tools.settings import Settings
 
 EVIDENCE = FIXED_TRIALS
 

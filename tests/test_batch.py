@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from graph.batch import BatchError, run_batch
+from trialwright.graph.batch import BatchError, run_batch
 from tests.batch_worker import deps, specs
-from tools.fakes import FakeSchemaChat
-from tools.llm import ChatEndpoint
-from tools.writer import JsonlWriter, read_jsonl
+from trialwright.tools.fakes import FakeSchemaChat
+from trialwright.tools.llm import ChatEndpoint
+from trialwright.tools.writer import JsonlWriter, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 

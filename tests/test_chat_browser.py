@@ -21,11 +21,11 @@ ARTIFACTS = ROOT / "test-artifacts"
 SERVER = """
 import sys
 from pathlib import Path
-from agents.common import AgentDeps
-from app.chat_ui import serve_chat
-from tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
-from tools.llm import ChatEndpoint
-from tools.settings import Settings
+from trialwright.agents.common import AgentDeps
+from trialwright.app.chat_ui import serve_chat
+from trialwright.tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
+from trialwright.tools.llm import ChatEndpoint
+from trialwright.tools.settings import Settings
 
 fake = ChatEndpoint(chat=FakeSchemaChat(latency_s=0.2), model_id="fake-schema")
 deps = AgentDeps(settings=Settings(k_evidence=2, llm_api_key="sk-test-SECRET"), generator=fake,

@@ -15,15 +15,15 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from agents.chat_intake import REVIEW_HELP, ChatIntent, cross_check, rule_intent
-from agents.common import AgentDeps
-from graph.chat import build_chat_graph, chat_config, open_chat_checkpointer, turn_input
-from graph.state import checkpoint_serde
+from trialwright.agents.chat_intake import REVIEW_HELP, ChatIntent, cross_check, rule_intent
+from trialwright.agents.common import AgentDeps
+from trialwright.graph.chat import build_chat_graph, chat_config, open_chat_checkpointer, turn_input
+from trialwright.graph.state import checkpoint_serde
 from tests.fakes import rationale, report, verdict
-from tools.fakes import FixedStore, HashEncoder
-from tools.llm import ChatEndpoint
-from tools.schema import Spec, SyntheticTrial
-from tools.settings import Settings
+from trialwright.tools.fakes import FixedStore, HashEncoder
+from trialwright.tools.llm import ChatEndpoint
+from trialwright.tools.schema import Spec, SyntheticTrial
+from trialwright.tools.settings import Settings
 
 DESCRIBE = {"action": "describe", "phase": "phase 2", "outcome": "success", "condition": "asthma",
             "intervention": "budesonide"}
@@ -293,7 +293,7 @@ def test_review_help_is_given_for_other_messages_on_a_draft():
 
 
 def test_langgraph_dev_factories_compile(monkeypatch):
-    from graph import chat
+    from trialwright.graph import chat
 
     monkeypatch.setitem(chat._SERVER, "deps", chat_deps([], []))
     graph = chat.chat_graph_for_server({})

@@ -14,12 +14,12 @@ from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from starlette.testclient import TestClient
 
-from agents.chat_guard import REFUSAL, OutputGuard, clean_user_text, is_probe
-from agents.common import PROMPTS, AgentDeps
-from app.chat_ui import create_app
-from tools.fakes import FixedStore, HashEncoder, fake_answer
-from tools.llm import ChatEndpoint
-from tools.settings import Settings
+from trialwright.agents.chat_guard import REFUSAL, OutputGuard, clean_user_text, is_probe
+from trialwright.agents.common import PROMPTS, AgentDeps
+from trialwright.app.chat_ui import create_app
+from trialwright.tools.fakes import FixedStore, HashEncoder, fake_answer
+from trialwright.tools.llm import ChatEndpoint
+from trialwright.tools.settings import Settings
 
 KEY = "sk-test-SECRET"
 JUDGE_KEY = "judge-key-0123456789"

@@ -10,12 +10,12 @@ import json
 import pytest
 from starlette.testclient import TestClient
 
-from agents.common import AgentDeps
-from app.chat_cmd import chat_command
-from app.chat_ui import bind_socket, create_app, serve_chat
-from tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
-from tools.llm import ChatEndpoint
-from tools.settings import Settings
+from trialwright.agents.common import AgentDeps
+from trialwright.app.chat_cmd import chat_command
+from trialwright.app.chat_ui import bind_socket, create_app, serve_chat
+from trialwright.tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
+from trialwright.tools.llm import ChatEndpoint
+from trialwright.tools.settings import Settings
 
 ASK = "a phase 2 trial of budesonide in asthma that would likely fail for poor enrollment"
 

@@ -3,8 +3,8 @@
 import pytest
 
 from tests.fakes import EVIDENCE, rationale, report
-from tools.checks import CheckInput, ngram_overlap, run_checks
-from tools.schema import Evidence, Rationale, Spec, SyntheticTrial
+from trialwright.tools.checks import CheckInput, ngram_overlap, run_checks
+from trialwright.tools.schema import Evidence, Rationale, Spec, SyntheticTrial
 
 SPEC = Spec(spec_id="x", phase="phase 2", label=1)
 EV = [Evidence(score=0.9, **e) for e in EVIDENCE]

@@ -8,10 +8,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app
-from tools.schema import SyntheticTrial
-from tools.settings import Settings
-from tools.writer import read_jsonl
+from trialwright.app.cli import app
+from trialwright.tools.schema import SyntheticTrial
+from trialwright.tools.settings import Settings
+from trialwright.tools.writer import read_jsonl
 
 pytestmark = pytest.mark.e2e
 DATA = Settings().data_dir.resolve()

@@ -23,26 +23,26 @@ from sklearn.metrics import (
 )
 from typer.testing import CliRunner
 
-from eval.classifier_metrics import (
+from trialwright.eval.classifier_metrics import (
     batch_metrics,
     bootstrap_indices,
     bootstrap_seed_mean,
     percentile_ci,
     point_metrics,
 )
-from eval.classifier_model import resolve_classifier_model
-from eval.classifier_text import ClassifierExample, build_text, find_leaks, scrub_leaks
-from eval.real_splits import load_real_trials, split_phase
-from eval.scorer import Fit, labels
-from eval.synthetic_reports import EvalInputError, read_synthetic
-from eval.utility import (
+from trialwright.eval.classifier_model import resolve_classifier_model
+from trialwright.eval.classifier_text import ClassifierExample, build_text, find_leaks, scrub_leaks
+from trialwright.eval.real_splits import load_real_trials, split_phase
+from trialwright.eval.scorer import Fit, labels
+from trialwright.eval.synthetic_reports import EvalInputError, read_synthetic
+from trialwright.eval.utility import (
     UtilityConfig,
     plan_training,
     run_utility_eval,
     synthetic_for_phase,
 )
-from eval.utility_card import render_utility_section, write_utility_card
-from tools.trials import Trial
+from trialwright.eval.utility_card import render_utility_section, write_utility_card
+from trialwright.tools.trials import Trial
 
 WORDS = ["alpha", "beta", "tumor", "dose", "adult", "renal", "phase", "1", "conditions",
          "interventions", "eligibility", "inclusion", "exclusion", "criteria", "cancer",
@@ -191,7 +191,7 @@ def test_real_text_never_reads_status_or_why_stop():
     trial = Trial(nctid="NCT00000009", label=0, phase="phase 1", diseases=["renal cancer"],
                   drugs=["drug"], criteria="Inclusion Criteria: - adult", status="terminated",
                   why_stop="ZZWHY sponsor decision")
-    from eval.real_splits import real_example
+    from trialwright.eval.real_splits import real_example
 
     text = real_example(trial).text
     assert "terminated" not in text and "ZZWHY" not in text and "sponsor" not in text
@@ -294,7 +294,7 @@ def test_bootstrap_ci_brackets_the_point_and_averages_seeds():
 # --- learning -------------------------------------------------------------------------------
 
 def test_finetune_tiny_bert_learns_separable_fixture(tiny_bert, tmp_path):
-    from eval.finetune import FineTuneConfig, FineTuner
+    from trialwright.eval.finetune import FineTuneConfig, FineTuner
 
     train, test = separable_examples(64, 0), separable_examples(40, 1)
     tuner = FineTuner(resolve_classifier_model(str(tiny_bert)),
@@ -309,8 +309,8 @@ def test_finetune_tiny_bert_learns_separable_fixture(tiny_bert, tmp_path):
 
 
 def test_quick_probe_separates_fixture(tiny_bert, tmp_path):
-    from eval.frozen_probe import FrozenProbe
-    from tools.settings import Settings
+    from trialwright.eval.frozen_probe import FrozenProbe
+    from trialwright.tools.settings import Settings
 
     probe = FrozenProbe(resolve_classifier_model(str(tiny_bert)), 32,
                         Settings(cache_dir=tmp_path / "cache"))
@@ -324,7 +324,7 @@ def test_quick_probe_separates_fixture(tiny_bert, tmp_path):
 
 @pytest.fixture
 def cli(monkeypatch, tmp_path) -> typer.Typer:
-    from app.eval_cmd import eval_command
+    from trialwright.app.eval_cmd import eval_command
 
     monkeypatch.setenv("TRIALWRIGHT_CACHE_DIR", str(tmp_path / "cache"))
     app = typer.Typer()

@@ -5,15 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from eval.diversity import distinct_n, diversity, near_duplicate_rate
-from eval.fidelity import mmd_rbf, two_sample_auc
-from eval.privacy import VerbatimCopy, longest_run, membership_inference, verbatim_copy
-from eval.quality import bag_of_words_embedder, evaluate_quality
-from eval.records import count_criteria, from_generated, from_trial
+from trialwright.eval.diversity import distinct_n, diversity, near_duplicate_rate
+from trialwright.eval.fidelity import mmd_rbf, two_sample_auc
+from trialwright.eval.privacy import VerbatimCopy, longest_run, membership_inference, verbatim_copy
+from trialwright.eval.quality import bag_of_words_embedder, evaluate_quality
+from trialwright.eval.records import count_criteria, from_generated, from_trial
 from tests.fakes import report
-from tools.privacy_index import PrivacyIndex
-from tools.schema import SyntheticTrial
-from tools.trials import Trial
+from trialwright.tools.privacy_index import PrivacyIndex
+from trialwright.tools.schema import SyntheticTrial
+from trialwright.tools.trials import Trial
 
 VOCAB = [f"w{i}" for i in range(400)]
 CONDITIONS = ["asthma", "copd", "melanoma", "psoriasis", "gout", "migraine", "lupus", "anemia"]

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from eval.card import build_card  # noqa: E402
-from eval.quality import bag_of_words_embedder  # noqa: E402
+from trialwright.eval.card import build_card  # noqa: E402
+from trialwright.eval.quality import bag_of_words_embedder  # noqa: E402
 from tests.test_eval_quality import real_trial, synthetic_line  # noqa: E402
-from tools.trials import TOP_COLUMNS  # noqa: E402
+from trialwright.tools.trials import TOP_COLUMNS  # noqa: E402
 
 
 @pytest.fixture

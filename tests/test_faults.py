@@ -17,20 +17,20 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from agents.common import AgentDeps
-from graph.batch import failed_with_error, run_batch
-from tools.fakes import FixedStore, HashEncoder
-from tools.fault_server import (
+from trialwright.agents.common import AgentDeps
+from trialwright.graph.batch import failed_with_error, run_batch
+from trialwright.tools.fakes import FixedStore, HashEncoder
+from trialwright.tools.fault_server import (
     CONTENT_FAULTS,
     FAULTS,
     TRANSPORT_FAULTS,
     FaultPlan,
     FaultServer,
 )
-from tools.llm import chat_endpoint
-from tools.schema import JudgeOutput, Spec
-from tools.settings import Settings
-from tools.writer import read_jsonl
+from trialwright.tools.llm import chat_endpoint
+from trialwright.tools.schema import JudgeOutput, Spec
+from trialwright.tools.settings import Settings
+from trialwright.tools.writer import read_jsonl
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -3,9 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from graph.generation import run_spec
+from trialwright.graph.generation import run_spec
 from tests.fakes import make_deps, rationale, report, verdict
-from tools.schema import Spec, SyntheticTrial
+from trialwright.tools.schema import Spec, SyntheticTrial
 
 SPEC = Spec(spec_id="s1", phase="phase 2", label=1, seed=7)
 
@@ -102,7 +102,7 @@ def test_judge_and_generator_are_different_models():
 
 def test_copy_of_an_unretrieved_real_trial_is_caught_by_the_corpus_index():
     """The evidence-only copy check cannot see a trial that was not retrieved; the index can."""
-    from tools.privacy_index import PrivacyIndex
+    from trialwright.tools.privacy_index import PrivacyIndex
 
     copied = report()
     source = SyntheticTrial.model_validate(copied).prose()
@@ -122,7 +122,7 @@ def test_a_json_spec_from_an_api_client_is_validated_into_a_spec():
     """`langgraph dev` hands the graph plain JSON; the loop runs on a validated Spec."""
     import asyncio
 
-    from graph.generation import build_generation_graph, run_config
+    from trialwright.graph.generation import build_generation_graph, run_config
 
     deps = make_deps([rationale(), report()], [verdict()])
     graph = build_generation_graph(deps)

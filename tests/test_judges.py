@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agents.judging import (
+from trialwright.agents.judging import (
     FILLER,
     JudgeItem,
     JudgeSpec,
@@ -17,13 +17,13 @@ from agents.judging import (
     real_trial_items,
     run_judges,
 )
-from eval.human import export_review_sheet, read_review_sheet
-from eval.judges import agreement_report, checks_by_item, fleiss_kappa, verdict_table
+from trialwright.eval.human import export_review_sheet, read_review_sheet
+from trialwright.eval.judges import agreement_report, checks_by_item, fleiss_kappa, verdict_table
 from tests.fakes import rationale, report, scripted, verdict
-from tools.llm import ChatEndpoint
-from tools.schema import SyntheticTrial
-from tools.settings import Settings
-from tools.trials import Trial
+from trialwright.tools.llm import ChatEndpoint
+from trialwright.tools.schema import SyntheticTrial
+from trialwright.tools.settings import Settings
+from trialwright.tools.trials import Trial
 
 
 def line(i: int, label: int = 1, passed: bool = True, generator: str = "gen") -> dict:
@@ -172,7 +172,7 @@ def test_judge_specs_are_parsed_and_checked():
 
 
 def test_judge_models_resolve_to_endpoints_without_calling_them():
-    from agents.judging import open_judges
+    from trialwright.agents.judging import open_judges
 
     settings = Settings(llm_base_url="http://127.0.0.1:9/v1", llm_model="gen-x")
     specs = parse_judge_specs("fake,default,gen-x@rubric_strict,other-model")
@@ -186,7 +186,7 @@ def test_another_embedded_model_judges_offline_on_its_own_server(monkeypatch):
     """No endpoint configured: a registry model gets its own llama.cpp server; other names fail."""
     from contextlib import contextmanager
 
-    from agents import judging
+    from trialwright.agents import judging
 
     started: list[str] = []
 
@@ -220,7 +220,7 @@ def test_another_embedded_model_judges_offline_on_its_own_server(monkeypatch):
 
 def test_a_judge_that_rejects_every_failure_shows_outcome_bias():
     """Known answer: judge A accepts successes and rejects failures of the same quality."""
-    from eval.judges import outcome_bias
+    from trialwright.eval.judges import outcome_bias
 
     rows = [row("a", f"r{i}", accept=(label == 1), truth={"requested_label": label})
             for i, label in enumerate([1, 1, 0, 0, 1, 0])]

@@ -8,12 +8,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from app.card_cmd import card_command
-from app.judge_cmd import judge_command, review_command
+from trialwright.app.card_cmd import card_command
+from trialwright.app.judge_cmd import judge_command, review_command
 from tests.test_eval_quality import real_trial
 from tests.test_judges import line
-from tools.trials import TOP_COLUMNS
-from tools.writer import read_jsonl
+from trialwright.tools.trials import TOP_COLUMNS
+from trialwright.tools.writer import read_jsonl
 
 app = typer.Typer()
 app.command("judge")(judge_command)

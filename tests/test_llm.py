@@ -5,8 +5,8 @@ import asyncio
 import pytest
 
 from tests.fakes import scripted
-from tools.llm import ChatEndpoint, call_structured, parse_json_object, response_format
-from tools.schema import JudgeOutput, Outcome
+from trialwright.tools.llm import ChatEndpoint, call_structured, parse_json_object, response_format
+from trialwright.tools.schema import JudgeOutput, Outcome
 
 
 @pytest.mark.parametrize("text", [
@@ -54,7 +54,7 @@ def test_response_format_modes():
 
 
 def test_constrained_schema_narrows_only_the_named_fields():
-    from tools.schema import Rationale, SyntheticTrial, constrained_schema
+    from trialwright.tools.schema import Rationale, SyntheticTrial, constrained_schema
 
     s = constrained_schema(SyntheticTrial, {"label": [1], "phase": ["phase 2"], "drugs": ["x"]})
     assert s["properties"]["label"]["enum"] == [1]

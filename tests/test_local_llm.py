@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.local_llm import (
+from trialwright.tools.local_llm import (
     MODELS,
     LocalLLMServer,
     LocalModelError,
@@ -22,7 +22,7 @@ from tools.local_llm import (
     port_open,
     resolve_gguf,
 )
-from tools.settings import Settings
+from trialwright.tools.settings import Settings
 
 
 def _chunks(tmp_path: Path, sizes: tuple[int, ...] = (1000, 2500, 7)) -> tuple[list[Path], bytes]:

@@ -7,10 +7,10 @@ import random
 import numpy as np
 import pytest
 
-from tools.checks import ngram_overlap
-from tools.privacy_index import PrivacyIndex, trial_items
-from tools.settings import Settings
-from tools.trials import load_top
+from trialwright.tools.checks import ngram_overlap
+from trialwright.tools.privacy_index import PrivacyIndex, trial_items
+from trialwright.tools.settings import Settings
+from trialwright.tools.trials import load_top
 
 WORDS = ["patients", "adults", "with", "histologically", "confirmed", "disease", "measurable", "lesions", "adequate", "organ", "function", "prior", "therapy", "allowed", "excluded", "pregnant", "women", "known", "brain", "metastases", "active", "infection", "hepatic", "renal", "cardiac", "normal", "count", "platelet", "bilirubin", "creatinine", "clearance", "performance", "status", "eastern", "cooperative", "oncology", "group"]
 
@@ -136,8 +136,8 @@ def test_real_corpus_flags_a_copied_real_trial():
 def test_corpus_check_flags_copies_and_real_ids_of_unretrieved_trials(corpus):
     """`check_not_copied_from_corpus` sees the whole corpus, not only the retrieved evidence."""
     from tests.fakes import report
-    from tools import checks
-    from tools.schema import Spec, SyntheticTrial
+    from trialwright.tools import checks
+    from trialwright.tools.schema import Spec, SyntheticTrial
 
     draft = SyntheticTrial.model_validate(report())
     spec = Spec(spec_id="p", phase="phase 2", label=1)

@@ -11,9 +11,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from agents.common import AgentDeps
-from graph.batch import BatchError, run_batch
-from graph.ray_backend import (
+from trialwright.agents.common import AgentDeps
+from trialwright.graph.batch import BatchError, run_batch
+from trialwright.graph.ray_backend import (
     FakeDeps,
     FakeRetrieval,
     WorkerDeps,
@@ -21,9 +21,9 @@ from graph.ray_backend import (
     start_retrieval,
 )
 from tests.batch_worker import specs
-from tools.fakes import FakeSchemaChat
-from tools.llm import ChatEndpoint
-from tools.writer import read_jsonl
+from trialwright.tools.fakes import FakeSchemaChat
+from trialwright.tools.llm import ChatEndpoint
+from trialwright.tools.writer import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(240)

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app
-from graph.batch import run_batch
+from trialwright.app.cli import app
+from trialwright.graph.batch import run_batch
 from tests.batch_worker import deps, specs
-from tools.fault_server import FaultPlan, FaultServer
-from tools.settings import Settings
-from tools.writer import read_jsonl
+from trialwright.tools.fault_server import FaultPlan, FaultServer
+from trialwright.tools.settings import Settings
+from trialwright.tools.writer import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench_reliability", ROOT / "bench" / "reliability.py")
@@ -97,8 +97,8 @@ def test_malformed_settings_are_one_clear_error(case, workdir, monkeypatch):
 
 @pytest.mark.parametrize("case", JSONL_CASES, ids=lambda c: c.name)
 def test_corrupt_resume_files_refuse_with_file_and_line(case, tmp_path):
-    from graph.batch import BatchError
-    from tools.trials import DataError
+    from trialwright.graph.batch import BatchError
+    from trialwright.tools.trials import DataError
 
     asyncio.run(run_batch(specs(4), deps(0.0), tmp_path))
     name, mutate = case.run_file

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.settings import Settings
-from tools.store import (
+from trialwright.tools.settings import Settings
+from trialwright.tools.store import (
     EdgeStore,
     QdrantStore,
     StoreError,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.settings import Settings
-from tools.trials import TOP_COLUMNS, DataError, load_top, read_top_csv
+from trialwright.tools.settings import Settings
+from trialwright.tools.trials import TOP_COLUMNS, DataError, load_top, read_top_csv
 
 GOOD = {
     "nctid": "NCT00000001", "status": "completed", "why_stop": "", "label": "1",

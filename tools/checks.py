@@ -11,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tools.privacy_index import tokens
-from tools.schema import CheckResult, Evidence, Rationale, Spec, SyntheticTrial
-from tools.trials import NCT_ID
+from trialwright.tools.privacy_index import tokens
+from trialwright.tools.schema import CheckResult, Evidence, Rationale, Spec, SyntheticTrial
+from trialwright.tools.trials import NCT_ID
 
 if TYPE_CHECKING:
-    from tools.privacy_index import PrivacyIndex
+    from trialwright.tools.privacy_index import PrivacyIndex
 
 _PHASE_WORDS = {"1": "1", "i": "1", "2": "2", "ii": "2", "3": "3", "iii": "3", "4": "4", "iv": "4"}
 _PHASE_MENTION = re.compile(r"\bphase\s*(iv|iii|ii|i|[1-4])\b", re.IGNORECASE)

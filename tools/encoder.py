@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools.settings import Settings
+from trialwright.tools.settings import Settings
 
 
 class EncoderError(RuntimeError):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from tools.fakes import fake_answer
+from trialwright.tools.fakes import fake_answer
 
 FAULTS = ("rate_limit", "server_error", "timeout", "drop", "truncated", "malformed",
           "schema_violation", "wrong_label")

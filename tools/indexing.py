@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
 
-from tools.encoder import Encoder
-from tools.store import VectorStore
-from tools.trials import Trial
+from trialwright.tools.encoder import Encoder
+from trialwright.tools.store import VectorStore
+from trialwright.tools.trials import Trial
 
 
 class IndexStats(BaseModel):

@@ -23,8 +23,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from openai import LengthFinishReasonError
 from pydantic import BaseModel, Field, ValidationError
 
-from tools.schema import Allowed, constrained_schema
-from tools.settings import Settings
+from trialwright.tools.schema import Allowed, constrained_schema
+from trialwright.tools.settings import Settings
 
 T = TypeVar("T", bound=BaseModel)
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
@@ -181,7 +181,7 @@ def open_endpoints(settings: Settings, llm: str = "auto") -> Iterator[tuple[Chat
     llm: "auto" = the configured endpoint, else the embedded model; "fake" = schema-driven fake.
     """
     if llm == "fake":
-        from tools.fakes import FakeSchemaChat
+        from trialwright.tools.fakes import FakeSchemaChat
 
         fake = ChatEndpoint(chat=FakeSchemaChat(), model_id="fake-schema")
         yield fake, fake
@@ -191,7 +191,7 @@ def open_endpoints(settings: Settings, llm: str = "auto") -> Iterator[tuple[Chat
             base_url, model, key, slots = (settings.llm_base_url, settings.llm_model,
                                            settings.api_key(), 0)
         else:
-            from tools.local_llm import LocalLLMServer
+            from trialwright.tools.local_llm import LocalLLMServer
 
             server = stack.enter_context(LocalLLMServer.from_settings(settings))
             model = server.model_name

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the server child imports this module: keep it free of pydantic
-    from tools.settings import Settings
+    from trialwright.tools.settings import Settings
 
 _READ_BLOCK = 8 << 20  # 8 MiB: big enough for disk throughput, small enough for RAM
 

@@ -7,8 +7,8 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 
-from tools.schema import Spec
-from tools.trials import PHASES, Trial
+from trialwright.tools.schema import Spec
+from trialwright.tools.trials import PHASES, Trial
 
 
 class PlanError(ValueError):

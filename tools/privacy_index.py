@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from tools.settings import Settings
-    from tools.trials import Trial
+    from trialwright.tools.settings import Settings
+    from trialwright.tools.trials import Trial
 
 FORMAT = 1
 _WORD = re.compile(r"[a-z0-9]+")  # words, for every n-gram comparison (checks, index, eval)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
-from tools.trials import Phase
+from trialwright.tools.trials import Phase
 
 Label = Literal[0, 1]
 LABEL_WORD = {1: "success", 0: "failure"}

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel
 
-from tools.settings import Settings
+from trialwright.tools.settings import Settings
 
 PointId = int | str
 _NCT = re.compile(r"^NCT(\d{8})$")

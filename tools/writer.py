@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tools.trials import DataError
+from trialwright.tools.trials import DataError
 
 
 class JsonlError(DataError):
