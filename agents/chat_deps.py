@@ -20,10 +20,14 @@ class ChatSetupError(RuntimeError):
 
 @contextmanager
 def open_chat_deps(settings: Settings, llm: str = "auto") -> Iterator[AgentDeps]:
-    """Store, encoder and (generator, judge) endpoints, closed on exit."""
+    """Store, encoder, (generator, judge) endpoints and the critic's references — the corpus
+    index for the copy check, size bands, calibration — as in batch generation; closed on exit."""
+    from trialwright.agents.calibration import attach_critic_references
     from trialwright.tools.encoder import Encoder
     from trialwright.tools.llm import open_endpoints
+    from trialwright.tools.privacy_index import corpus_index
     from trialwright.tools.store import open_store
+    from trialwright.tools.trials import load_top
 
     if llm not in ("auto", "fake"):
         raise ChatSetupError(f"--llm {llm!r}: expected 'auto' or 'fake'")
@@ -31,8 +35,10 @@ def open_chat_deps(settings: Settings, llm: str = "auto") -> Iterator[AgentDeps]
     try:
         if store.count() == 0:
             raise ChatSetupError("the store is empty: run `trialwright index` first")
+        privacy = corpus_index(settings, load_top(settings.top_dir / f for f in settings.top_files))
         with open_endpoints(settings, llm) as (generator, judge):
-            yield AgentDeps(settings=settings, generator=generator, judge=judge, store=store,
-                            encoder=Encoder(settings))
+            yield attach_critic_references(AgentDeps(
+                settings=settings, generator=generator, judge=judge, store=store,
+                encoder=Encoder(settings), privacy=privacy))
     finally:
         store.close()

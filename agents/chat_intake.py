@@ -14,8 +14,13 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from pydantic import BaseModel, Field, field_validator
-
-from trialwright.agents.chat_guard import REFUSAL, OutputGuard, clean_user_text, fence, is_probe
+from trialwright.agents.chat_guard import (
+    REFUSAL,
+    OutputGuard,
+    clean_user_text,
+    fence,
+    is_probe,
+)
 from trialwright.agents.chat_state import ChatState
 from trialwright.agents.common import AgentDeps, ask, load_prompt
 from trialwright.tools.schema import LABEL_WORD, CheckResult, Spec
@@ -197,9 +202,9 @@ def check_change_applied(state: ChatState) -> CheckResult | None:
     if not state.get("user_feedback") or before is None or after is None:
         return None
     if after.model_dump(exclude={"label", "phase"}) == before.model_dump(exclude={"label", "phase"}):
-        return CheckResult(name="change_applied", passed=False,
+        return CheckResult(name="change_applied", status="failed",
                            message="the draft came back unchanged; apply the requested change")
-    return CheckResult(name="change_applied", passed=True)
+    return CheckResult(name="change_applied", status="passed")
 
 
 def last_user_text(messages: list[BaseMessage]) -> str:

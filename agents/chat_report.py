@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.messages import AIMessage
-
 from trialwright.agents.chat_guard import OutputGuard
 from trialwright.agents.chat_state import ChatState
 from trialwright.agents.common import AgentDeps
@@ -19,7 +18,8 @@ from trialwright.tools.schema import (
     LABEL_WORD,
     CheckResult,
     Evidence,
-    JudgeVerdict,
+    OutcomeReading,
+    QualityVerdict,
     Rationale,
     Spec,
     SyntheticTrial,
@@ -58,31 +58,43 @@ def evidence_rows(state: ChatState) -> list[dict[str, Any]]:
              "snippet": e.text[:280]} for e in state.get("evidence", [])]
 
 
-def critic_view(checks: list[CheckResult], verdict: JudgeVerdict | None) -> dict[str, Any]:
+def critic_view(checks: list[CheckResult], verdict: QualityVerdict | None,
+                outcome: OutcomeReading | None = None) -> dict[str, Any]:
     failed = [c for c in checks if not c.passed]
     return {
-        "checks": [{"name": c.name, "passed": c.passed, "message": c.message} for c in checks],
-        "checks_passed": len(checks) - len(failed), "checks_total": len(checks),
+        "checks": [{"name": c.name, "status": c.status, "passed": c.passed, "message": c.message}
+                   for c in checks],
+        "checks_passed": sum(c.status == "passed" for c in checks),
+        "checks_skipped": sum(c.status == "skipped" for c in checks),
+        "checks_total": len(checks), "checks_failed": len(failed),
+        "outcome": None if outcome is None else outcome.model_dump(),
         "verdict": None if verdict is None else {
-            "verdict": verdict.verdict, "accepted": verdict.accepted,
-            "mean_score": verdict.mean_score, "scores": verdict.scores.model_dump(),
-            "reasons": verdict.reasons, "feedback": verdict.feedback},
+            "accepted": verdict.accepted, "score": verdict.score, "threshold": verdict.threshold,
+            "answers": verdict.answers, "vetoed": verdict.vetoed, "feedback": verdict.feedback,
+            "calibration": verdict.calibration},
     }
 
 
-def critic_summary(checks: list[CheckResult], verdict: JudgeVerdict | None) -> list[str]:
+def critic_summary(checks: list[CheckResult], verdict: QualityVerdict | None,
+                   outcome: OutcomeReading | None = None) -> list[str]:
     failed = [c for c in checks if not c.passed]
-    lines = [f"Checks: {len(checks) - len(failed)}/{len(checks)} passed."]
+    skipped = [c.name for c in checks if c.status == "skipped"]
+    lines = [f"Checks: {sum(c.status == 'passed' for c in checks)}/{len(checks)} passed"
+             + (f", {len(skipped)} skipped ({', '.join(skipped)})." if skipped else ".")]
     lines += [f"  - {c.name}: {c.message}" for c in failed]
+    if outcome is not None:
+        lines.append(f"Outcome text reads as: {outcome.reading} ({outcome.method}"
+                     f"{'' if outcome.agrees else ', does not match the requested outcome'}).")
     if verdict is not None:
-        lines.append(f"Judge: {verdict.verdict} (mean score {verdict.mean_score:.1f}/5"
-                     f"{', accepted' if verdict.accepted else ', not accepted'}).")
-        if not verdict.accepted and (verdict.feedback or verdict.reasons):
-            lines.append(f"  - {verdict.feedback or verdict.reasons}")
-    elif not failed and checks:
+        noes = [q for q, yes in verdict.answers.items() if not yes]
+        lines.append(f"Judge (blinded checklist): {verdict.score:.0%} yes, needs "
+                     f"{verdict.threshold:.0%}{', accepted' if verdict.accepted else ', not accepted'}.")
+        if not verdict.accepted:
+            lines.append(f"  - answered no: {', '.join(noes) or 'none'}. {verdict.feedback}".rstrip())
+    elif not failed and checks and (outcome is None or outcome.agrees):
         lines.append("Judge: no valid verdict.")
     else:
-        lines.append("Judge: not asked (the checks failed first).")
+        lines.append("Judge: not asked (an earlier stage found a problem first).")
     return lines
 
 
@@ -132,7 +144,7 @@ def present_draft(state: ChatState, deps: AgentDeps) -> dict[str, Any]:
     lines.append("Similar real trials:")
     lines += [f"  - {e.nctid}: {why_similar(spec, e, state.get('rationale'))}"
               for e in state.get("evidence", [])] or ["  - none found"]
-    lines += critic_summary(state.get("checks", []), state.get("verdict"))
+    lines += critic_summary(state.get("checks", []), state.get("verdict"), state.get("outcome"))
     lines.append("Reply with changes, or approve or export the draft.")
     return {"messages": [AIMessage(content=guard.redact("\n".join(lines)))]}
 
@@ -153,7 +165,7 @@ def export_bundle(state: ChatState, deps: AgentDeps) -> dict[str, Any]:
     draft = state.get("draft")
     markdown = "" if draft is None else draft_markdown(
         draft, state.get("spec"), state.get("rationale"), state.get("evidence", []),
-        critic_summary(state.get("checks", []), state.get("verdict")))
+        critic_summary(state.get("checks", []), state.get("verdict"), state.get("outcome")))
     return guard.clean({"json": record, "markdown": markdown})
 
 

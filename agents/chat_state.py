@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
-
 from trialwright.agents.state import ReportState
 from trialwright.tools.schema import SyntheticTrial
 

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel
-
 from trialwright.agents.state import NodeTiming
 from trialwright.tools.encoder import Encoder
 from trialwright.tools.llm import ChatEndpoint, call_structured
@@ -20,6 +19,8 @@ from trialwright.tools.schema import LABEL_WORD, Allowed, Evidence, Spec
 from trialwright.tools.settings import Settings
 
 if TYPE_CHECKING:
+    from trialwright.agents.calibration import Calibration
+    from trialwright.tools.plausible_ranges import PlausibleRanges
     from trialwright.tools.privacy_index import PrivacyIndex
     from trialwright.tools.store import VectorStore
 
@@ -37,19 +38,10 @@ class AgentDeps:
     store: VectorStore | None = None
     encoder: Encoder | None = None
     evidence_use: Counter[str] = field(default_factory=Counter)  # over-use across a batch
-    rubric: str = "critic_rubric"
+    rubric: str = "quality_checklist"  # the blinded quality judge's checklist (a prompt file)
     privacy: PrivacyIndex | None = None  # the whole real corpus, for the corpus-wide copy check
-
-
-def fake_deps(latency_s: float = 0.0, k_evidence: int = 2, store: Any = None,
-              encoder: Any = None) -> AgentDeps:
-    """All-fake deps — schema-driven LLM with `latency_s` per call, fixed evidence store — for
-    plumbing runs, tests and orchestration benchmarks."""
-    from trialwright.tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
-
-    ep = ChatEndpoint(chat=FakeSchemaChat(latency_s=latency_s), model_id="fake")
-    return AgentDeps(settings=Settings(k_evidence=k_evidence), generator=ep, judge=ep,
-                     store=store or FixedStore(), encoder=encoder or HashEncoder())
+    ranges: PlausibleRanges | None = None  # real trials' enrollment/time-frame bands per phase
+    calibration: Calibration | None = None  # the judge's thresholds on real trials, per label
 
 
 @dataclass(frozen=True)
@@ -64,7 +56,7 @@ class Prompt:
 
 
 #: The prompt files the generation loop reads (the rubric is added per run).
-GENERATION_PROMPTS = ("reasoner", "drafter", "critic")
+GENERATION_PROMPTS = ("reasoner", "drafter", "outcome_reader", "outcome_rewrite", "quality_judge")
 
 
 @cache
@@ -123,7 +115,8 @@ async def ask(endpoint: ChatEndpoint, prompt: Prompt, schema: type[T], *, node: 
 
 def call_seed(spec: Spec, revision: int, node: str) -> int:
     """A distinct, reproducible sampling seed per spec, revision and node."""
-    return (spec.seed * 31 + revision * 7 + {"reason": 1, "draft": 2, "judge": 3}[node]) % 2**31
+    nodes = {"reason": 1, "draft": 2, "judge": 3, "read_outcome": 4, "revise_outcome": 5}
+    return (spec.seed * 31 + revision * 7 + nodes[node]) % 2**31
 
 
 def timed(node: str, revision: int, started: float) -> dict[str, Any]:

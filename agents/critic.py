@@ -1,5 +1,12 @@
-"""Critic: deterministic consistency checks first (cheap), then an LLM judge with an explicit
-rubric; `decide` turns their findings into accept / revise (and whom) / reject."""
+"""Critic: deterministic checks first (cheap), then the label-blind outcome reader, then the
+blinded quality judge; `review_report` turns their findings into the next step.
+
+Acceptance needs all three: every check passed (or was skipped, and says so), the outcome text
+reads as the requested outcome to a reader not told it, and the blinded checklist judge passes
+the record under its (calibrated) rule. A reader or judge that gives no valid answer is asked
+again, never a reason to redraft; one that never answers ends the spec as an infrastructure
+failure, which `generate --retry-errors` runs again.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +14,12 @@ import time
 from statistics import mean
 from typing import Any, Literal
 
-from trialwright.agents.common import (
-    PROMPTS,
-    AgentDeps,
-    ask,
-    call_seed,
-    describe_target,
-    load_prompt,
-    render_evidence,
-    timed,
-)
-from trialwright.agents.drafter import chosen_topic
+from trialwright.agents.common import PROMPTS, AgentDeps, timed
 from trialwright.agents.state import ReportState, Round
 from trialwright.tools.checks import CheckInput, run_checks
-from trialwright.tools.schema import JudgeOutput, JudgeVerdict
+from trialwright.tools.schema import JudgeOutput
 
-Next = Literal["reason", "draft", "accept", "reject"]
-
-
-def rubric_text(name: str) -> str:
-    return (PROMPTS / f"{name}.md").read_text().strip()
+Next = Literal["reason", "draft", "revise_outcome", "read_outcome", "judge", "accept", "reject"]
 
 
 async def check_consistency(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
@@ -37,51 +30,56 @@ async def check_consistency(state: ReportState, deps: AgentDeps) -> dict[str, An
         spec=spec, evidence=evidence, rationale=state.get("rationale"), draft=state.get("draft"),
         draft_error=state.get("draft_error", ""), rationale_error=state.get("rationale_error", ""),
         copy_ngram=s.copy_ngram, copy_max_overlap=s.copy_max_overlap,
-        chosen=chosen_topic(spec, state.get("rationale"), evidence), corpus=deps.privacy))
-    return {"checks": results, "verdict": None, **timed("check", state.get("revision", 0), t0)}
+        chosen=state.get("topic") or {}, corpus=deps.privacy, ranges=deps.ranges))
+    return {"checks": results, "outcome": None, "verdict": None,
+            **timed("check", state.get("revision", 0), t0)}
+
+
+def review_report(state: ReportState, max_revisions: int, critic_retries: int
+                  ) -> tuple[Next, dict[str, Any]]:
+    """Accept; re-ask a reader/judge that did not answer; send the findings back to whoever
+    fixes them (reasoner, drafter, or only the outcome section); or reject when spent."""
+    failed = [c for c in state.get("checks", []) if not c.passed]
+    outcome, verdict = state.get("outcome"), state.get("verdict")
+    revision = state.get("revision", 0)
+    record = {"rounds": [Round(revision=revision, failed_checks=failed, outcome=outcome,
+                               verdict=verdict)]}
+    if not failed:
+        stage: Next | None = ("read_outcome" if outcome is None
+                              else "judge" if outcome.agrees and verdict is None else None)
+        if stage is not None:  # a stage that ran but gave no valid answer
+            if state.get("critic_failures", 0) <= critic_retries:
+                return stage, record
+            who = "outcome reader" if stage == "read_outcome" else "quality judge"
+            return "reject", {**record, "status": "rejected", "reject_reasons": [
+                f"error: the {who} gave no valid answer in {critic_retries + 1} tries"]}
+        if outcome.agrees and verdict is not None and verdict.accepted:
+            return "accept", {**record, "status": "accepted", "reject_reasons": []}
+    findings = [f"- {c.name}: {c.message}" for c in failed]
+    if not failed and not outcome.agrees:
+        findings.append(f"- outcome: the outcome text reads as '{outcome.reading}' to a reader who "
+                        f"was not told the outcome; it must read as {' or '.join(outcome.expected)}")
+    elif not failed and verdict is not None:
+        noes = [q for q, yes in verdict.answers.items() if not yes]
+        findings.append(f"- quality judge (score {verdict.score:.2f}, needs {verdict.threshold:.2f}"
+                        f"{', veto: ' + ', '.join(verdict.vetoed) if verdict.vetoed else ''}): "
+                        f"answered no to {', '.join(noes) or 'none'}. {verdict.feedback}".rstrip())
+    if revision >= max_revisions:
+        return "reject", {**record, "status": "rejected", "reject_reasons": findings}
+    targets = {c.target for c in failed} or {"outcome" if not outcome.agrees else "drafter"}
+    nxt: Next = ("reason" if "reasoner" in targets
+                 else "revise_outcome" if targets == {"outcome"} else "draft")
+    return nxt, {**record, "revision": revision + 1, "feedback": "\n".join(findings),
+                 "critic_failures": 0}
+
+
+# The 1-5 rubric judge of earlier versions: kept for judge studies (`trialwright judge`, which
+# compares rubrics and judges); generation uses the blinded checklist judge.
+def rubric_text(name: str) -> str:
+    return (PROMPTS / f"{name}.md").read_text().strip()
 
 
 def judge_decision(out: JudgeOutput, threshold: float) -> tuple[float, bool]:
     scores = out.scores.model_dump().values()
     avg = round(mean(scores), 3)
     return avg, out.verdict == "accept" and avg >= threshold and min(scores) >= 2
-
-
-async def judge_report(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    spec, draft, rationale = state["spec"], state["draft"], state.get("rationale")
-    revision = state.get("revision", 0)
-    assert draft is not None, "the judge only sees reports that passed the checks"
-    reasons = "\n".join(f"- {r.claim}" for r in rationale.reasons) if rationale else "- (none)"
-    value, update = await ask(
-        deps.judge, load_prompt("critic"), JudgeOutput, node="judge",
-        seed=call_seed(spec, revision, "judge"),
-        repairs=deps.settings.parse_retries, rubric=rubric_text(deps.rubric),
-        target=describe_target(spec), reasons=reasons,
-        evidence=render_evidence(state["evidence"], 400),
-        report=draft.model_dump_json(indent=1))
-    verdict = None
-    if value is not None:
-        avg, accepted = judge_decision(value, deps.settings.judge_threshold)
-        verdict = JudgeVerdict(**value.model_dump(), judge_model=deps.judge.model_id,
-                               rubric=deps.rubric, mean_score=avg, accepted=accepted)
-    return {"verdict": verdict, **update, **timed("judge", revision, t0)}
-
-
-def decide(state: ReportState, max_revisions: int) -> tuple[Next, dict[str, Any]]:
-    """Accept, send back to the reasoner or drafter with the findings, or reject when spent."""
-    failed = [c for c in state.get("checks", []) if not c.passed]
-    verdict = state.get("verdict")
-    revision = state.get("revision", 0)
-    record = {"rounds": [Round(revision=revision, failed_checks=failed, verdict=verdict)]}
-    if not failed and verdict is not None and verdict.accepted:
-        return "accept", {**record, "status": "accepted", "reject_reasons": []}
-    findings = [f"- {c.name}: {c.message}" for c in failed]
-    if not failed and verdict is None:
-        findings.append("- judge: no valid verdict (the judge's answer could not be parsed)")
-    elif not failed and verdict is not None:
-        findings.append(f"- judge (mean {verdict.mean_score}): {verdict.feedback or verdict.reasons}")
-    if revision >= max_revisions:
-        return "reject", {**record, "status": "rejected", "reject_reasons": findings}
-    target: Next = "reason" if any(c.target == "reasoner" for c in failed) else "draft"
-    return target, {**record, "revision": revision + 1, "feedback": "\n".join(findings)}

@@ -1,5 +1,6 @@
 """Drafter: the synthetic trial report, constrained to the spec's phase and label and to the
-condition/intervention the reasoner chose; the model writes the prose."""
+condition/intervention the reasoner chose; the model writes the prose. A revision the critic
+aims at the outcome section alone rewrites only that section."""
 
 from __future__ import annotations
 
@@ -16,18 +17,9 @@ from trialwright.agents.common import (
     render_evidence,
     timed,
 )
+from trialwright.agents.reasoner import chosen_topic
 from trialwright.agents.state import ReportState
-from trialwright.tools.schema import Evidence, Rationale, Spec, SyntheticTrial
-
-
-def chosen_topic(spec: Spec, rationale: Rationale | None, evidence: list[Evidence]) -> dict[str, str]:
-    """The condition/intervention this report is about: spec first, then the rationale, then evidence."""
-    first = evidence[0] if evidence else None
-    condition = spec.condition or (rationale.condition if rationale else None) or (
-        first.diseases[0] if first and first.diseases else "unspecified")
-    intervention = spec.intervention or (rationale.intervention if rationale else None) or (
-        first.drugs[0] if first and first.drugs else "unspecified")
-    return {"condition": condition, "intervention": intervention}
+from trialwright.tools.schema import OutcomeRewrite, SyntheticTrial
 
 
 def _options(chosen: str, pool: list[str], extra: tuple[str, ...] = ()) -> list[str]:
@@ -38,6 +30,7 @@ async def draft_report(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
     t0 = time.perf_counter()
     spec, evidence, revision = state["spec"], state["evidence"], state.get("revision", 0)
     rationale = state.get("rationale")
+    # Re-derived here too: a chat change request can reach the drafter with a changed spec.
     topic = chosen_topic(spec, rationale, evidence)
     allowed = {"phase": [spec.phase], "label": [spec.label],
                "diseases": _options(topic["condition"], [d for e in evidence for d in e.diseases]),
@@ -51,5 +44,23 @@ async def draft_report(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
         evidence=render_evidence(evidence, 450), feedback=feedback_block(state.get("feedback", "")),
         **topic)
     call = update["llm_calls"][0]
-    return {"draft": value, "draft_error": "; ".join(call.errors[-1:]),
+    return {"draft": value, "draft_error": "; ".join(call.errors[-1:]), "topic": topic,
             **update, **timed("draft", revision, t0)}
+
+
+async def rewrite_outcome(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
+    """Only the outcome section, when that is all the critic found wrong: the rest stands."""
+    t0 = time.perf_counter()
+    spec, draft, revision = state["spec"], state["draft"], state.get("revision", 0)
+    assert draft is not None, "an outcome revision needs a report"
+    value, update = await ask(
+        deps.generator, load_prompt("outcome_rewrite"), OutcomeRewrite, node="revise_outcome",
+        seed=call_seed(spec, revision, "revise_outcome"), repairs=deps.settings.parse_retries,
+        target=describe_target(spec), measure=draft.primary_outcome.measure,
+        time_frame=draft.primary_outcome.time_frame, drugs=", ".join(draft.drugs),
+        diseases=", ".join(draft.diseases), outcome=draft.outcome_summary,
+        feedback=state.get("feedback", ""))
+    call = update["llm_calls"][0]
+    revised = draft.model_copy(update={"outcome_summary": value.outcome_summary}) if value else draft
+    return {"draft": revised, "draft_error": "; ".join(call.errors[-1:]),
+            **update, **timed("revise_outcome", revision, t0)}

@@ -38,6 +38,16 @@ def allowed_choices(spec: Spec, evidence: list[Evidence], limit: int = 12) -> di
             "intervention": options(spec.intervention, [d for e in evidence for d in e.drugs])}
 
 
+def chosen_topic(spec: Spec, rationale: Rationale | None, evidence: list[Evidence]) -> dict[str, str]:
+    """The condition/intervention this report is about: spec first, then the rationale, then evidence."""
+    first = evidence[0] if evidence else None
+    condition = spec.condition or (rationale.condition if rationale else None) or (
+        first.diseases[0] if first and first.diseases else "unspecified")
+    intervention = spec.intervention or (rationale.intervention if rationale else None) or (
+        first.drugs[0] if first and first.drugs else "unspecified")
+    return {"condition": condition, "intervention": intervention}
+
+
 async def reason_outcome(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
     t0 = time.perf_counter()
     spec, evidence, revision = state["spec"], state["evidence"], state.get("revision", 0)
@@ -50,4 +60,5 @@ async def reason_outcome(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
         outcome_verb=OUTCOME_VERB[spec.label])
     call = update["llm_calls"][0]
     return {"rationale": value, "rationale_error": "; ".join(call.errors[-1:]),
+            "topic": chosen_topic(spec, value, evidence),
             **update, **timed("reason", revision, t0)}

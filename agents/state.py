@@ -6,12 +6,12 @@ import operator
 from typing import Annotated, Literal, TypedDict
 
 from pydantic import BaseModel
-
 from trialwright.tools.llm import LLMCall
 from trialwright.tools.schema import (
     CheckResult,
     Evidence,
-    JudgeVerdict,
+    OutcomeReading,
+    QualityVerdict,
     Rationale,
     Spec,
     SyntheticTrial,
@@ -25,11 +25,13 @@ class NodeTiming(BaseModel):
 
 
 class Round(BaseModel):
-    """The findings of one check+judge round, kept so a rejection can say why."""
+    """The findings of one critic round, kept so a rejection can say why. `outcome` / `verdict`
+    None: that stage did not run in this round (a failed check stops the round before it)."""
 
     revision: int
     failed_checks: list[CheckResult]
-    verdict: JudgeVerdict | None = None
+    outcome: OutcomeReading | None = None
+    verdict: QualityVerdict | None = None
 
 
 class ReportState(TypedDict, total=False):
@@ -37,10 +39,13 @@ class ReportState(TypedDict, total=False):
     evidence: list[Evidence]
     rationale: Rationale | None
     rationale_error: str
+    topic: dict[str, str]  # the condition/intervention this report is about (set by the reasoner)
     draft: SyntheticTrial | None
     draft_error: str
     checks: list[CheckResult]  # latest round only
-    verdict: JudgeVerdict | None  # latest round only
+    outcome: OutcomeReading | None  # latest round only
+    verdict: QualityVerdict | None  # latest round only
+    critic_failures: int  # reader/judge answers that were unusable in this revision
     rounds: Annotated[list[Round], operator.add]
     feedback: str  # findings handed to the next revision
     revision: int

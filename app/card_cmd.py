@@ -29,8 +29,8 @@ def card_command(
 ) -> None:
     """Utility, fidelity, diversity, privacy and judge reliability in one eval card."""
     from trialwright.app.cli import UserError, out, settings_for, user_errors
-    from trialwright.eval.card import build_card
-    from trialwright.eval.quality import bag_of_words_embedder
+    from trialwright.eval.quality.run import bag_of_words_embedder
+    from trialwright.eval.report.card import build_card
 
     s = settings_for(data_dir=data)
     with user_errors():

@@ -27,8 +27,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-
-from trialwright.agents.chat_guard import MAX_MESSAGE_CHARS, OutputGuard, clean_user_text
+from trialwright.agents.chat_guard import (
+    MAX_MESSAGE_CHARS,
+    OutputGuard,
+    clean_user_text,
+)
 from trialwright.agents.chat_report import critic_view, evidence_rows
 from trialwright.agents.common import AgentDeps
 from trialwright.graph.chat import (
@@ -67,7 +70,7 @@ def thread_view(thread_id: str, snapshot: Any) -> dict[str, Any]:
             include={"phase", "label", "condition", "intervention"}),
         "evidence": evidence_rows(values),
         "draft": None if draft is None else draft.model_dump(),
-        "critic": critic_view(values.get("checks", []), verdict),
+        "critic": critic_view(values.get("checks", []), verdict, values.get("outcome")),
         "status": values.get("status"),
         "revision": values.get("revision", 0),
         "approved": bool(values.get("approved")),

@@ -24,7 +24,6 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
-
 from trialwright.tools.settings import ConfigFileError, Settings, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -180,6 +179,7 @@ def generate(
     data: Data = None,
 ) -> None:
     """Generate N synthetic reports into --out (resumes if --out holds the same run)."""
+    from trialwright.agents.calibration import attach_critic_references
     from trialwright.agents.common import AgentDeps
     from trialwright.tools.encoder import Encoder
     from trialwright.tools.llm import open_endpoints
@@ -216,9 +216,9 @@ def generate(
                         f"{p.revisions} · tokens {p.input_tokens + p.output_tokens} · "
                         f"{rate * 60:.1f}/min"))
 
-                deps = AgentDeps(settings=s, generator=generator, judge=judge, store=store,
-                                 encoder=Encoder(s) if backend == "asyncio" else None,
-                                 privacy=privacy)
+                deps = attach_critic_references(AgentDeps(
+                    settings=s, generator=generator, judge=judge, store=store,
+                    encoder=Encoder(s) if backend == "asyncio" else None, privacy=privacy))
                 if backend == "ray":
                     store.close()  # the embedded store opens in one process: Ray's retrieval actor
                     summary = _generate_on_ray(specs, deps, llm, out_dir, concurrency,
@@ -301,6 +301,7 @@ def quickstart(n: Annotated[int, typer.Option("--n", min=1)] = 3,
 
 def _register_extensions() -> None:
     """Commands that live in their own modules (each imports its heavy parts lazily)."""
+    from trialwright.app.calibrate_cmd import calibrate_command
     from trialwright.app.card_cmd import card_command
     from trialwright.app.chat_cmd import chat_command
     from trialwright.app.eval_cmd import eval_command
@@ -311,6 +312,7 @@ def _register_extensions() -> None:
     app.command("review")(review_command)
     app.command("card")(card_command)
     app.command("chat")(chat_command)
+    app.command("calibrate")(calibrate_command)
 
 
 _register_extensions()

@@ -105,9 +105,9 @@ def eval_command(
 ) -> None:
     """Fine-tune and score an outcome classifier on real, synthetic and hybrid trials."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # evaluation never downloads a model
+    from trialwright.eval.report.utility import write_utility_card
     from trialwright.eval.synthetic_reports import EvalInputError
-    from trialwright.eval.utility import UtilityConfig, run_utility_eval
-    from trialwright.eval.utility_card import write_utility_card
+    from trialwright.eval.utility.run import UtilityConfig, run_utility_eval
     from trialwright.tools.encoder import EncoderError
     from trialwright.tools.settings import load_settings
     from trialwright.tools.trials import DataError

@@ -6,7 +6,6 @@ Register in app/cli.py:  app.command("judge")(judge_command); app.command("revie
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,24 +16,28 @@ DEFAULT_PROBES = "plain,verbosity,real,pairwise"
 
 
 def generated_lines(path: Path, with_rejected: bool) -> tuple[list[dict[str, Any]], list[Path]]:
-    """Lines holding a report, from `path` (a reports.jsonl or a run folder) and its rejected file."""
-    from trialwright.tools.writer import read_jsonl
+    """Records holding a report, from `path` (a reports.jsonl or a run folder) and, with
+    `with_rejected`, its rejected file; and the files read."""
+    from trialwright.app.cli import UserError
+    from trialwright.eval.synthetic_reports import (
+        EvalInputError,
+        generated_files,
+        read_records,
+        with_report,
+    )
 
-    path = path / "reports.jsonl" if path.is_dir() else path
-    files = [path] + ([path.with_name("rejected.jsonl")] if with_rejected else [])
-    files = [f for f in files if f.is_file()]
-    return [x for f in files for x in read_jsonl(f) if x.get("report")], files
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    files = generated_files(path, with_rejected)
+    try:
+        return with_report(read_records(files)), files
+    except EvalInputError as e:
+        raise UserError(str(e)) from None
 
 
 def judge_command(
     in_file: Annotated[Path, typer.Option("--in", help="reports.jsonl (or a run folder)")],
     out_dir: Annotated[Path, typer.Option("--out", help="folder for verdicts and agreement.json")],
     judges: Annotated[str, typer.Option(help="MODEL@RUBRIC[,...], e.g. 'fake@critic_rubric,"
-                                        "default@rubric_strict' (see agents/judging.py)")],
+                                        "default@rubric_strict' (see eval/judges/studies.py)")],
     probes: Annotated[str, typer.Option(help=f"any of {DEFAULT_PROBES}")] = DEFAULT_PROBES,
     limit: Annotated[int | None, typer.Option(min=1, help="judge a seeded sample of N reports")] = None,
     real: Annotated[int, typer.Option("--real", min=0, help="real trials for the accuracy probe "
@@ -49,9 +52,22 @@ def judge_command(
     """Re-judge reports with several judges (model x rubric); agreement and bias study."""
     import numpy as np
     from rich.table import Column, Table
-
     from trialwright.agents.common import prompt_hashes
-    from trialwright.agents.judging import (
+    from trialwright.app.cli import (
+        UserError,
+        err,
+        load_corpus,
+        out,
+        settings_for,
+        user_errors,
+    )
+    from trialwright.eval.judges.agreement import (
+        agreement_report,
+        checks_by_item,
+        read_verdicts,
+    )
+    from trialwright.eval.judges.human import read_review_sheet
+    from trialwright.eval.judges.studies import (
         PROBES,
         JudgeSpecError,
         generated_items,
@@ -61,10 +77,8 @@ def judge_command(
         real_trial_items,
         run_judges,
     )
-    from trialwright.app.cli import UserError, err, load_corpus, out, settings_for, user_errors
-    from trialwright.eval.human import read_review_sheet
-    from trialwright.eval.judges import agreement_report, checks_by_item, read_verdicts
     from trialwright.tools.schema import Evidence
+    from trialwright.tools.versions import file_sha256
     from trialwright.tools.writer import JsonlWriter, write_json_atomic
 
     s = settings_for(data_dir=data)
@@ -128,7 +142,7 @@ def judge_command(
             rows += read_review_sheet(sheet)
         report = agreement_report(rows, checks_by_item(files))
         report["study"] = {
-            "input": [{"file": str(f), "sha256": _sha256(f)} for f in files],
+            "input": [{"file": str(f), "sha256": file_sha256(f)} for f in files],
             "reports_judged": len(lines), "probes": wanted, "real_trials": real if "real" in wanted else 0,
             "pairs": pairs if "pairwise" in wanted else 0, "seed": seed,
             "judges": [{"name": x.name, "model": x.model, "rubric": x.rubric} for x in specs],
@@ -165,7 +179,7 @@ def review_command(
 ) -> None:
     """Export reports for human review; pass the filled sheet to `judge --human`."""
     from trialwright.app.cli import UserError, out, user_errors
-    from trialwright.eval.human import export_review_sheet
+    from trialwright.eval.judges.human import export_review_sheet
 
     with user_errors():
         if not in_file.exists():

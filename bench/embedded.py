@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from trialwright.agents.common import AgentDeps
 from trialwright.graph.batch import run_batch
 from trialwright.tools.encoder import Encoder

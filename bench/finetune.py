@@ -27,8 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-
-from trialwright.eval.classifier_model import resolve_classifier_model
+from trialwright.eval.utility.model import resolve_classifier_model
 
 RESULTS = Path(__file__).parent / "results" / "finetune.json"
 LENGTHS = (256, 512)

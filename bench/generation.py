@@ -22,9 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trialwright.agents.common import fake_deps
 from trialwright.graph.batch import run_batch
 from trialwright.tools.schema import Spec
+
+from tests.doubles import fake_deps
 
 RESULTS = Path(__file__).parent / "results" / "generation.json"
 CALLS_PER_REPORT = 3  # reason, draft, judge when accepted first time

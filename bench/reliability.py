@@ -41,14 +41,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trialwright.agents.common import AgentDeps, fake_deps
+from trialwright.agents.common import AgentDeps
 from trialwright.graph.batch import run_batch
-from trialwright.tools.fakes import FixedStore, HashEncoder
-from trialwright.tools.fault_server import FAULTS, FaultPlan, FaultServer
 from trialwright.tools.llm import chat_endpoint
 from trialwright.tools.schema import Spec
 from trialwright.tools.settings import Settings
 from trialwright.tools.writer import read_jsonl
+
+from tests.doubles import FixedStore, HashEncoder, fake_deps
+from tests.fault_server import FAULTS, FaultPlan, FaultServer
 
 RESULTS = ROOT / "bench" / "results" / "reliability.json"
 DATA = (ROOT / Settings().data_dir).resolve()
@@ -436,8 +437,9 @@ def input_run(cases: list[Case], src: Path = ROOT) -> dict:
 def ray_run(n_wide: int = 32, kills: int = 2) -> dict:
     """Both back-ends on the 200 ms fake LLM (3 calls per accepted report)."""
     import ray
+    from trialwright.graph.ray_backend import WorkerDeps, run_batch_ray
 
-    from trialwright.graph.ray_backend import FakeDeps, WorkerDeps, run_batch_ray
+    from tests.doubles import FakeDeps
 
     latency, rows = 0.2, []
 
@@ -530,7 +532,9 @@ def _session_pids(sid: int) -> list[int]:
 
 
 def ray_worker(out: Path, n: int) -> None:
-    from trialwright.graph.ray_backend import FakeDeps, WorkerDeps, run_batch_ray
+    from trialwright.graph.ray_backend import WorkerDeps, run_batch_ray
+
+    from tests.doubles import FakeDeps
 
     factory = FakeDeps(latency_s=0.2)
     run_batch_ray(specs(n), WorkerDeps.like(factory(), factory), out, max_in_flight=4,

@@ -23,7 +23,6 @@ from typing import Any
 
 import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
 from trialwright.agents.common import AgentDeps, prompt_hashes
 from trialwright.agents.provenance import build_record
 from trialwright.graph.generation import build_generation_graph, run_config
@@ -37,8 +36,8 @@ from trialwright.tools.writer import (
     write_json_atomic,
 )
 
-GENERATION_SETTINGS = ("k_evidence", "max_revisions", "parse_retries", "judge_threshold",
-                       "copy_ngram", "copy_max_overlap", "corpus_copy_check", "llm_temperature",
+GENERATION_SETTINGS = ("k_evidence", "max_revisions", "parse_retries", "quality_min_share",
+                       "calibration_quantile", "critic_retries", "copy_ngram", "copy_max_overlap", "corpus_copy_check", "llm_temperature",
                        "llm_max_tokens", "encoder", "collection")
 
 
@@ -80,6 +79,8 @@ def fingerprint(specs: list[Spec], deps: AgentDeps) -> str:
         "specs": [sp.model_dump() for sp in specs],
         "generator": deps.generator.model_id, "judge": deps.judge.model_id, "rubric": deps.rubric,
         "prompts": prompt_hashes(deps.rubric), "settings": {k: str(getattr(s, k)) for k in GENERATION_SETTINGS},
+        "calibration": deps.calibration.id if deps.calibration else None,
+        "ranges": deps.ranges.model_dump() if deps.ranges else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

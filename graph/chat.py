@@ -1,8 +1,8 @@
 r"""The chat drafting assistant: the batch loop's agents with a person in the loop.
 
-    START -> intake --(new or changed trial)--> retrieve -> reason -> draft -> check --> judge
-               ^  |--(change request)-------------------------------^   ^       \        |
-               |  |                                  critique: self-correct (<= auto) <--+
+    START -> intake --(new or changed trial)--> retrieve -> reason -> draft -> check --> read_outcome --> judge
+               ^  |--(change request)-------------------------------^   ^       \            \          |
+               |  |                     critique: self-correct (<= auto), re-ask, revise_outcome <--+
                |  |                                       |
                |  |--(approve)--> approve --------+    present
                |  |--(export)---> export --> END  |       |
@@ -29,7 +29,6 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot, interrupt
-
 from trialwright.agents.chat_deps import SERVER_DEPS
 from trialwright.agents.chat_intake import (
     REVIEW_HELP,
@@ -40,8 +39,10 @@ from trialwright.agents.chat_intake import (
 from trialwright.agents.chat_report import approve_draft, export_report, present_draft
 from trialwright.agents.chat_state import ChatState
 from trialwright.agents.common import AgentDeps
-from trialwright.agents.critic import check_consistency, decide, judge_report
-from trialwright.agents.drafter import draft_report
+from trialwright.agents.critic import check_consistency, review_report
+from trialwright.agents.drafter import draft_report, rewrite_outcome
+from trialwright.agents.outcome_reader import read_outcome
+from trialwright.agents.quality_judge import judge_quality
 from trialwright.agents.reasoner import reason_outcome
 from trialwright.agents.retriever import retrieve_evidence
 from trialwright.graph.state import checkpoint_serde
@@ -63,14 +64,23 @@ async def _check(state: ChatState, deps: AgentDeps) -> Command:
     if (applied := check_change_applied(state)) is not None:
         update["checks"] = [*update["checks"], applied]
     failed = any(not c.passed for c in update["checks"])
-    return Command(update=update, goto="critique" if failed else "judge")
+    return Command(update=update, goto="critique" if failed else "read_outcome")
+
+
+async def _read_outcome(state: ChatState, deps: AgentDeps) -> Command:
+    update = await read_outcome(state, deps)
+    agrees = update["outcome"] is not None and update["outcome"].agrees
+    return Command(update=update, goto="judge" if agrees else "critique")
 
 
 async def _critique(state: ChatState, deps: AgentDeps) -> Command:
     """The batch loop's decision, with this turn's self-correction budget as the limit."""
     left = state.get("auto_left", 0)
-    nxt, update = decide(state, state.get("revision", 0) + (1 if left > 0 else 0))
-    if nxt in ("reason", "draft"):
+    nxt, update = review_report(state, state.get("revision", 0) + (1 if left > 0 else 0),
+                                deps.settings.critic_retries)
+    if nxt in ("read_outcome", "judge"):  # re-ask a reader/judge that gave no valid answer
+        return Command(update=update, goto=nxt)
+    if nxt in ("reason", "draft", "revise_outcome"):
         update["auto_left"] = left - 1
         update["feedback"] = "\n".join(x for x in (state.get("user_feedback", ""),
                                                    update["feedback"]) if x)
@@ -107,9 +117,12 @@ def build_chat_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver | None =
     g.add_node("retrieve", partial(retrieve_evidence, deps=deps))
     g.add_node("reason", partial(reason_outcome, deps=deps))
     g.add_node("draft", partial(draft_report, deps=deps))
-    g.add_node("check", partial(_check, deps=deps), destinations=("judge", "critique"))
-    g.add_node("judge", partial(judge_report, deps=deps))
-    g.add_node("critique", partial(_critique, deps=deps), destinations=("reason", "draft", "present"))
+    g.add_node("check", partial(_check, deps=deps), destinations=("read_outcome", "critique"))
+    g.add_node("read_outcome", partial(_read_outcome, deps=deps), destinations=("judge", "critique"))
+    g.add_node("judge", partial(judge_quality, deps=deps))
+    g.add_node("critique", partial(_critique, deps=deps),
+               destinations=("reason", "draft", "revise_outcome", "read_outcome", "judge", "present"))
+    g.add_node("revise_outcome", partial(rewrite_outcome, deps=deps))
     g.add_node("present", partial(_present, deps=deps))
     g.add_node("review", _review, destinations=("intake", "approve", "export"))
     g.add_node("approve", partial(_approve, deps=deps))
@@ -119,6 +132,7 @@ def build_chat_graph(deps: AgentDeps, checkpointer: BaseCheckpointSaver | None =
     g.add_edge("reason", "draft")
     g.add_edge("draft", "check")
     g.add_edge("judge", "critique")
+    g.add_edge("revise_outcome", "check")
     g.add_edge("present", "review")
     g.add_edge("approve", "review")
     g.add_edge("export", END)

@@ -1,10 +1,12 @@
 r"""The Retrieval-Reasoning loop as a LangGraph state machine.
 
-    START -> retrieve -> reason -> draft -> check --(all pass)--> judge -> review
-                           ^         ^        \--(any fails)-------------^    |
-                           |         +---- revise: drafting findings ---------+
-                           +-------------- revise: rationale findings --------+
-                                                   accept / reject ---------> END
+    START -> retrieve -> reason -> draft -> check --(pass)--> read_outcome --(agrees)--> judge
+                           ^         ^       ^  \--(any fails)--> review <--(disagrees)--/  |
+                           |         |       |                     |  ^---------------------+
+                           |         |       +-- revise_outcome <--+ (only the outcome was wrong)
+                           |         +---------- draft <-----------+ (drafting findings)
+                           +-------------------- reason <----------+ (rationale findings)
+                             review -> read_outcome / judge again (no valid answer) | END
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
-
 from trialwright.agents.common import AgentDeps
-from trialwright.agents.critic import check_consistency, decide, judge_report
-from trialwright.agents.drafter import draft_report
+from trialwright.agents.critic import check_consistency, review_report
+from trialwright.agents.drafter import draft_report, rewrite_outcome
+from trialwright.agents.outcome_reader import read_outcome
+from trialwright.agents.quality_judge import judge_quality
 from trialwright.agents.reasoner import reason_outcome
 from trialwright.agents.retriever import retrieve_evidence
 from trialwright.graph.state import ReportState
@@ -39,11 +42,18 @@ async def _retrieve(state: ReportState, deps: AgentDeps) -> dict[str, Any]:
 async def _check(state: ReportState, deps: AgentDeps) -> Command:
     update = await check_consistency(state, deps)
     failed = any(not c.passed for c in update["checks"])
-    return Command(update=update, goto="review" if failed else "judge")
+    return Command(update=update, goto="review" if failed else "read_outcome")
+
+
+async def _read_outcome(state: ReportState, deps: AgentDeps) -> Command:
+    update = await read_outcome(state, deps)
+    agrees = update["outcome"] is not None and update["outcome"].agrees
+    return Command(update=update, goto="judge" if agrees else "review")
 
 
 async def _review(state: ReportState, deps: AgentDeps) -> Command:
-    nxt, update = decide(state, deps.settings.max_revisions)
+    s = deps.settings
+    nxt, update = review_report(state, s.max_revisions, s.critic_retries)
     return Command(update=update, goto=END if nxt in ("accept", "reject") else nxt)
 
 
@@ -53,20 +63,26 @@ def build_generation_graph(deps: AgentDeps,
     g.add_node("retrieve", partial(_retrieve, deps=deps))
     g.add_node("reason", partial(reason_outcome, deps=deps))
     g.add_node("draft", partial(draft_report, deps=deps))
-    g.add_node("check", partial(_check, deps=deps), destinations=("judge", "review"))
-    g.add_node("judge", partial(judge_report, deps=deps))
-    g.add_node("review", partial(_review, deps=deps), destinations=("reason", "draft", END))
+    g.add_node("check", partial(_check, deps=deps), destinations=("read_outcome", "review"))
+    g.add_node("read_outcome", partial(_read_outcome, deps=deps), destinations=("judge", "review"))
+    g.add_node("judge", partial(judge_quality, deps=deps))
+    g.add_node("review", partial(_review, deps=deps),
+               destinations=("reason", "draft", "revise_outcome", "read_outcome", "judge", END))
+    g.add_node("revise_outcome", partial(rewrite_outcome, deps=deps))
     g.add_edge(START, "retrieve")
     g.add_edge("retrieve", "reason")
     g.add_edge("reason", "draft")
     g.add_edge("draft", "check")
     g.add_edge("judge", "review")
+    g.add_edge("revise_outcome", "check")
     return g.compile(checkpointer=checkpointer)
 
 
 def run_config(deps: AgentDeps, thread_id: str | None = None) -> dict[str, Any]:
-    # Each revision walks at most 5 nodes; the limit only guards against a wiring bug.
-    config: dict[str, Any] = {"recursion_limit": 8 + 6 * (deps.settings.max_revisions + 1)}
+    # A revision walks at most 6 nodes, plus re-asks of a reader/judge that did not answer; the
+    # limit only guards against a wiring bug.
+    s = deps.settings
+    config: dict[str, Any] = {"recursion_limit": 8 + (7 + 2 * (s.critic_retries + 1)) * (s.max_revisions + 1)}
     if thread_id:
         config["configurable"] = {"thread_id": thread_id}
     return config

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trialwright.agents.common import AgentDeps, fake_deps
+from trialwright.agents.calibration import Calibration
+from trialwright.agents.common import AgentDeps
 from trialwright.agents.provenance import build_record
 from trialwright.graph.batch import Progress, _versions, finish_spec, open_run
 from trialwright.graph.generation import build_generation_graph, run_config
 from trialwright.graph.state import checkpoint_serde
+from trialwright.tools.plausible_ranges import PlausibleRanges
 from trialwright.tools.schema import Spec
 from trialwright.tools.settings import Settings
 
@@ -51,19 +53,28 @@ class WorkerDeps:
     settings: Settings
     generator_id: str
     judge_id: str
-    rubric: str = "critic_rubric"
+    rubric: str = "quality_checklist"
+    # The critic's real-trial references travel by value: every worker judges by the same rule.
+    calibration: Calibration | None = None
+    ranges: PlausibleRanges | None = None
     key: str = field(default_factory=lambda: uuid.uuid4().hex)  # workers cache deps by it
 
     @classmethod
     def like(cls, deps: AgentDeps, factory: Callable[[], AgentDeps]) -> WorkerDeps:
         return cls(factory=factory, settings=deps.settings, generator_id=deps.generator.model_id,
-                   judge_id=deps.judge.model_id, rubric=deps.rubric)
+                   judge_id=deps.judge.model_id, rubric=deps.rubric,
+                   calibration=deps.calibration, ranges=deps.ranges)
+
+    def build(self) -> AgentDeps:
+        deps = self.factory()
+        deps.rubric, deps.calibration, deps.ranges = self.rubric, self.calibration, self.ranges
+        return deps
 
     @property
     def identity(self) -> Any:
         """A stand-in with the fields `fingerprint` and `build_record` read."""
         return _Identity(self.settings, _Endpoint(self.generator_id), _Endpoint(self.judge_id),
-                         self.rubric)
+                         self.rubric, self.calibration, self.ranges)
 
 
 
@@ -73,6 +84,8 @@ class _Identity:
     generator: _Endpoint
     judge: _Endpoint
     rubric: str
+    calibration: Calibration | None = None
+    ranges: PlausibleRanges | None = None
 
 
 # --- worker side ------------------------------------------------------------------------------
@@ -266,16 +279,6 @@ class RemoteEncoder:
 
 
 @dataclass(frozen=True)
-class FakeRetrieval:
-    """(FixedStore, HashEncoder): retrieval without a model, for tests and benchmarks."""
-
-    def __call__(self) -> tuple[Any, Any]:
-        from trialwright.tools.fakes import FixedStore, HashEncoder
-
-        return FixedStore(), HashEncoder()
-
-
-@dataclass(frozen=True)
 class SettingsRetrieval:
     """The configured store and encoder (`open_store`, `Encoder`)."""
 
@@ -286,22 +289,6 @@ class SettingsRetrieval:
         from trialwright.tools.store import open_store
 
         return open_store(self.settings), Encoder(self.settings)
-
-
-@dataclass(frozen=True)
-class FakeDeps:
-    """Fake LLM (schema-filling, `latency_s` per call) with fake retrieval: the plumbing factory
-    for tests and the overhead benchmark (the same deps as tests/batch_worker.py). With
-    `retrieval` (a `RetrievalService` handle) the worker retrieves through the actor."""
-
-    latency_s: float = 0.0
-    k_evidence: int = 2
-    retrieval: Any = None
-
-    def __call__(self) -> AgentDeps:
-        store, encoder = ((RemoteStore(self.retrieval), RemoteEncoder(self.retrieval))
-                          if self.retrieval is not None else FakeRetrieval()())
-        return fake_deps(self.latency_s, self.k_evidence, store, encoder)
 
 
 @dataclass(frozen=True)
@@ -321,7 +308,7 @@ class SettingsDeps:
     privacy_dir: str | None = None  # a saved `PrivacyIndex`, opened memory-mapped per worker
 
     def __call__(self) -> AgentDeps:
-        from trialwright.tools.fakes import FakeSchemaChat
+        from trialwright.tools.fake_llm import FakeSchemaChat
         from trialwright.tools.llm import ChatEndpoint, chat_endpoint
         from trialwright.tools.privacy_index import PrivacyIndex
 
@@ -344,6 +331,6 @@ class SettingsDeps:
         return deps
 
 
-__all__ = ["FakeDeps", "FakeRetrieval", "RemoteEncoder", "RemoteStore", "RetrievalService",
+__all__ = ["RemoteEncoder", "RemoteStore", "RetrievalService",
            "SettingsDeps", "SettingsRetrieval", "WorkerDeps", "ensure_ray", "run_batch_ray",
            "run_spec_task", "start_retrieval"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-
 from trialwright.agents.state import NodeTiming, ReportState, Round
 from trialwright.tools import llm, schema
 
@@ -11,7 +10,7 @@ __all__ = ["ReportState", "checkpoint_serde"]
 
 _STATE_TYPES = [NodeTiming, Round, llm.LLMCall, schema.Spec, schema.Evidence, schema.Reason,
                 schema.Rationale, schema.SyntheticTrial, schema.Arm, schema.Design, schema.Outcome,
-                schema.CheckResult, schema.JudgeScores, schema.JudgeVerdict]
+                schema.CheckResult, schema.OutcomeReading, schema.QualityVerdict]
 
 
 def checkpoint_serde() -> JsonPlusSerializer:

@@ -4,9 +4,11 @@ import asyncio
 import sys
 from pathlib import Path
 
-from trialwright.agents.common import AgentDeps, fake_deps
+from trialwright.agents.common import AgentDeps
 from trialwright.graph.batch import run_batch
 from trialwright.tools.schema import Spec
+
+from tests.doubles import fake_deps
 
 
 def specs(n: int) -> list[Spec]:

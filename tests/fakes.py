@@ -7,11 +7,11 @@ from collections.abc import Iterable
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
-
 from trialwright.agents.common import AgentDeps
-from trialwright.tools.fakes import FIXED_TRIALS, FixedStore, HashEncoder
 from trialwright.tools.llm import ChatEndpoint
 from trialwright.tools.settings import Settings
+
+from tests.doubles import FIXED_TRIALS, FixedStore, HashEncoder
 
 EVIDENCE = FIXED_TRIALS
 
@@ -22,6 +22,23 @@ def scripted(answers: Iterable[str | dict], tokens: int = 10) -> GenericFakeChat
                       usage_metadata={"input_tokens": tokens, "output_tokens": tokens,
                                       "total_tokens": 2 * tokens}) for a in answers]
     return GenericFakeChatModel(messages=iter(msgs))
+
+
+class RecordingChat(GenericFakeChatModel):
+    """A scripted model that also keeps every prompt it was sent (to test what a judge saw)."""
+
+    seen: list = []
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.seen.append("\n".join(str(m.content) for m in messages))
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+
+def recording(answers: Iterable[str | dict], tokens: int = 10) -> RecordingChat:
+    msgs = [AIMessage(content=a if isinstance(a, str) else json.dumps(a),
+                      usage_metadata={"input_tokens": tokens, "output_tokens": tokens,
+                                      "total_tokens": 2 * tokens}) for a in answers]
+    return RecordingChat(messages=iter(msgs), seen=[])
 
 
 def rationale(ids=("NCT00000011",), condition="asthma", intervention="budesonide") -> dict:
@@ -53,7 +70,20 @@ def report(label=1, phase="phase 2", **changes) -> dict:
     return rec
 
 
+def checklist(no=(), feedback="") -> dict:
+    """The blinded quality judge's answers: every question of the default checklist yes, but `no`."""
+    from trialwright.agents.quality_judge import load_checklist
+
+    answers = {q.id: q.id not in no for q in load_checklist("quality_checklist").questions}
+    return {**answers, "feedback": feedback}
+
+
+def rejecting_checklist() -> dict:
+    return checklist(no=("design_consistent", "arms_specific"), feedback="Make the arms more specific.")
+
+
 def verdict(accept=True, score=4) -> dict:
+    """A 1-5 rubric verdict (the judge studies' rubric judges)."""
     return {"scores": {k: score for k in ("label_faithfulness", "internal_consistency",
                                            "clinical_plausibility", "realism", "grounding")},
             "reasons": "fine" if accept else "generic", "verdict": "accept" if accept else "revise",
@@ -62,8 +92,9 @@ def verdict(accept=True, score=4) -> dict:
 
 def make_deps(generator: list, judge: list | None = None, *, judge_id="judge-model",
               max_revisions=2, **settings) -> AgentDeps:
+    """Scripted generator and judge; the judge records the prompts it was sent (`.chat.seen`)."""
     gen = ChatEndpoint(chat=scripted(generator), model_id="gen-model")
-    jud = ChatEndpoint(chat=scripted(judge or []), model_id=judge_id) if judge is not None else gen
+    jud = ChatEndpoint(chat=recording(judge or []), model_id=judge_id) if judge is not None else gen
     s = Settings(max_revisions=max_revisions, k_evidence=2, **settings)
     return AgentDeps(settings=s, generator=gen, judge=jud, store=FixedStore(),  # type: ignore[arg-type]
                      encoder=HashEncoder())  # type: ignore[arg-type]

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from trialwright.graph.batch import BatchError, run_batch
-from tests.batch_worker import deps, specs
-from trialwright.tools.fakes import FakeSchemaChat
+from trialwright.tools.fake_llm import FakeSchemaChat
 from trialwright.tools.llm import ChatEndpoint
 from trialwright.tools.writer import JsonlWriter, read_jsonl
+
+from tests.batch_worker import deps, specs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def test_batch_writes_reports_with_provenance(tmp_path):
     assert sorted(r["id"] for r in recs) == [f"r{i:03d}" for i in range(6)]
     prov = recs[0]["provenance"]
     assert prov["generator_model"] == "fake" and prov["evidence"][0]["nctid"].startswith("NCT")
-    assert set(prov["prompts_sha256"]) >= {"drafter.system.md", "critic_rubric.md"}
+    assert set(prov["prompts_sha256"]) >= {"drafter.system.md", "quality_checklist.md", "quality_judge.user.md"}
     assert prov["tokens"]["output"] == 150 and prov["seed"] == recs[0]["provenance"]["spec"]["seed"]
     assert {r["label"] for r in recs} == {0, 1}
     assert all(r["report"]["label"] == r["label"] for r in recs)

@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 from trialwright.agents.common import AgentDeps
 from trialwright.app.chat_ui import serve_chat
-from trialwright.tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
+from tests.doubles import FixedStore, HashEncoder
+from trialwright.tools.fake_llm import FakeSchemaChat
 from trialwright.tools.llm import ChatEndpoint
 from trialwright.tools.settings import Settings
 

@@ -13,13 +13,19 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from starlette.testclient import TestClient
-
-from trialwright.agents.chat_guard import REFUSAL, OutputGuard, clean_user_text, is_probe
+from trialwright.agents.chat_guard import (
+    REFUSAL,
+    OutputGuard,
+    clean_user_text,
+    is_probe,
+)
 from trialwright.agents.common import PROMPTS, AgentDeps
 from trialwright.app.chat_ui import create_app
-from trialwright.tools.fakes import FixedStore, HashEncoder, fake_answer
+from trialwright.tools.fake_llm import fake_answer
 from trialwright.tools.llm import ChatEndpoint
 from trialwright.tools.settings import Settings
+
+from tests.doubles import FixedStore, HashEncoder
 
 KEY = "sk-test-SECRET"
 JUDGE_KEY = "judge-key-0123456789"

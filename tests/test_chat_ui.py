@@ -9,13 +9,14 @@ import json
 
 import pytest
 from starlette.testclient import TestClient
-
 from trialwright.agents.common import AgentDeps
 from trialwright.app.chat_cmd import chat_command
 from trialwright.app.chat_ui import bind_socket, create_app, serve_chat
-from trialwright.tools.fakes import FakeSchemaChat, FixedStore, HashEncoder
+from trialwright.tools.fake_llm import FakeSchemaChat
 from trialwright.tools.llm import ChatEndpoint
 from trialwright.tools.settings import Settings
+
+from tests.doubles import FixedStore, HashEncoder
 
 ASK = "a phase 2 trial of budesonide in asthma that would likely fail for poor enrollment"
 
@@ -49,10 +50,11 @@ def test_conversation_over_http(client):
     assert any(e["type"] == "token" and e["node"] == "draft" for e in events)
     view = events[-1]["view"]
     assert view["waiting"] and view["spec"]["label"] == 0 and view["draft"]["label"] == 0
-    assert [e["nctid"] for e in view["evidence"]] == ["NCT00000011", "NCT00000022"]
+    # A failure request retrieves failed trials only: the store's label filter is honoured.
+    assert [e["nctid"] for e in view["evidence"]] == ["NCT00000033", "NCT00000044"]
     assert "shares asthma, budesonide" in view["evidence"][0]["why"]
     assert view["critic"]["checks_total"] > 0 and view["critic"]["verdict"]["accepted"]
-    assert "NCT00000011" in view["messages"][-1]["text"]
+    assert "NCT00000033" in view["messages"][-1]["text"]
 
     assert client.get(f"/api/threads/{thread}/export.json").status_code == 404
     view = turn(client, thread, {"action": "approve"})[-1]["view"]
@@ -63,7 +65,7 @@ def test_conversation_over_http(client):
     assert record.headers["content-disposition"].endswith('.json"')
     assert record.json()["status"] == "approved" and record.json()["report"]["label"] == 0
     md = client.get(f"/api/threads/{thread}/export.md")
-    assert md.headers["content-type"].startswith("text/markdown") and "NCT00000011" in md.text
+    assert md.headers["content-type"].startswith("text/markdown") and "NCT00000033" in md.text
 
 
 def test_conversation_survives_an_app_restart(tmp_path):

@@ -1,10 +1,10 @@
 """Each deterministic check fails on the defect it exists for, and passes a good report."""
 
 import pytest
-
-from tests.fakes import EVIDENCE, rationale, report
 from trialwright.tools.checks import CheckInput, ngram_overlap, run_checks
 from trialwright.tools.schema import Evidence, Rationale, Spec, SyntheticTrial
+
+from tests.fakes import EVIDENCE, rationale, report
 
 SPEC = Spec(spec_id="x", phase="phase 2", label=1)
 EV = [Evidence(score=0.9, **e) for e in EVIDENCE]

@@ -4,11 +4,10 @@ import json
 import shutil
 
 import pytest
-from typer.testing import CliRunner
-
 from trialwright.app.cli import app
 from trialwright.tools.settings import Settings
 from trialwright.tools.writer import read_jsonl
+from typer.testing import CliRunner
 
 DATA = Settings().data_dir.resolve()
 pytestmark = pytest.mark.skipif(not (DATA / "top").is_dir(), reason="real data not beside checkout")
@@ -122,7 +121,7 @@ def test_generate_on_ray_matches_asyncio_and_resumes_across_backends(env, monkey
     OpenAI-compatible endpoint by URL): the same specs end the same way as on asyncio, and either
     backend resumes the other's run folder."""
     pytest.importorskip("ray")
-    from trialwright.tools.fault_server import FaultPlan, FaultServer
+    from tests.fault_server import FaultPlan, FaultServer
 
     assert runner.invoke(app, ["index"]).exit_code == 0
     args = ["generate", "--n", "3", "--seed", "5", "--concurrency", "2"]

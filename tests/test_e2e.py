@@ -6,12 +6,11 @@ import io
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from trialwright.app.cli import app
 from trialwright.tools.schema import SyntheticTrial
 from trialwright.tools.settings import Settings
 from trialwright.tools.writer import read_jsonl
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.e2e
 DATA = Settings().data_dir.resolve()

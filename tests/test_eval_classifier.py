@@ -21,28 +21,34 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from typer.testing import CliRunner
-
-from trialwright.eval.classifier_metrics import (
+from trialwright.eval.report.render import Card, render_html, render_markdown
+from trialwright.eval.report.utility import classifier_section, write_utility_card
+from trialwright.eval.synthetic_reports import EvalInputError
+from trialwright.eval.utility.metrics import (
     batch_metrics,
     bootstrap_indices,
     bootstrap_seed_mean,
     percentile_ci,
     point_metrics,
 )
-from trialwright.eval.classifier_model import resolve_classifier_model
-from trialwright.eval.classifier_text import ClassifierExample, build_text, find_leaks, scrub_leaks
-from trialwright.eval.real_splits import load_real_trials, split_phase
-from trialwright.eval.scorer import Fit, labels
-from trialwright.eval.synthetic_reports import EvalInputError, read_synthetic
-from trialwright.eval.utility import (
+from trialwright.eval.utility.model import resolve_classifier_model
+from trialwright.eval.utility.run import (
     UtilityConfig,
     plan_training,
     run_utility_eval,
     synthetic_for_phase,
 )
-from trialwright.eval.utility_card import render_utility_section, write_utility_card
+from trialwright.eval.utility.scorer import Fit, labels
+from trialwright.eval.utility.splits import load_real_trials, split_phase
+from trialwright.eval.utility.texts import (
+    ClassifierExample,
+    build_text,
+    find_leaks,
+    read_synthetic,
+    scrub_leaks,
+)
 from trialwright.tools.trials import Trial
+from typer.testing import CliRunner
 
 WORDS = ["alpha", "beta", "tumor", "dose", "adult", "renal", "phase", "1", "conditions",
          "interventions", "eligibility", "inclusion", "exclusion", "criteria", "cancer",
@@ -191,7 +197,7 @@ def test_real_text_never_reads_status_or_why_stop():
     trial = Trial(nctid="NCT00000009", label=0, phase="phase 1", diseases=["renal cancer"],
                   drugs=["drug"], criteria="Inclusion Criteria: - adult", status="terminated",
                   why_stop="ZZWHY sponsor decision")
-    from trialwright.eval.real_splits import real_example
+    from trialwright.eval.utility.splits import real_example
 
     text = real_example(trial).text
     assert "terminated" not in text and "ZZWHY" not in text and "sponsor" not in text
@@ -294,7 +300,7 @@ def test_bootstrap_ci_brackets_the_point_and_averages_seeds():
 # --- learning -------------------------------------------------------------------------------
 
 def test_finetune_tiny_bert_learns_separable_fixture(tiny_bert, tmp_path):
-    from trialwright.eval.finetune import FineTuneConfig, FineTuner
+    from trialwright.eval.utility.finetune import FineTuneConfig, FineTuner
 
     train, test = separable_examples(64, 0), separable_examples(40, 1)
     tuner = FineTuner(resolve_classifier_model(str(tiny_bert)),
@@ -309,7 +315,7 @@ def test_finetune_tiny_bert_learns_separable_fixture(tiny_bert, tmp_path):
 
 
 def test_quick_probe_separates_fixture(tiny_bert, tmp_path):
-    from trialwright.eval.frozen_probe import FrozenProbe
+    from trialwright.eval.utility.probe import FrozenProbe
     from trialwright.tools.settings import Settings
 
     probe = FrozenProbe(resolve_classifier_model(str(tiny_bert)), 32,
@@ -354,8 +360,10 @@ def test_eval_command_quick_writes_metrics_and_card(cli, tiny_bert, top_dir, syn
 def test_render_utility_section_from_metrics_dict(top_dir, synthetic_file, tmp_path):
     config = UtilityConfig(phases=["I"], seeds=[0], n_bootstrap=100)
     report, _ = run_utility_eval(config, top_dir, synthetic_file, scorer=RecordingScorer())
-    md, html = render_utility_section(report.model_dump(mode="json"), heading_level=3)
-    assert md.startswith("### Utility") and "Δ ROC-AUC vs real" in md and "![" not in md
+    card = Card("card", sections=[classifier_section(report.model_dump(mode="json"))])
+    md, html = render_markdown(card), render_html(card)
+    assert "\n## Utility: does synthetic data help" in md and "Δ ROC-AUC vs real" in md
+    assert "\n### Phase I\n" in md and "<b>sentence-transformers/all-MiniLM-L6-v2</b>" in html
     assert html.count("data:image/png;base64,") == 2
     md_path, _ = write_utility_card(report, tmp_path / "card")
     assert "](utility_bars_phase_I.png)" in md_path.read_text()

@@ -4,16 +4,25 @@ import json
 
 import numpy as np
 import pytest
-
-from trialwright.eval.diversity import distinct_n, diversity, near_duplicate_rate
-from trialwright.eval.fidelity import mmd_rbf, two_sample_auc
-from trialwright.eval.privacy import VerbatimCopy, longest_run, membership_inference, verbatim_copy
-from trialwright.eval.quality import bag_of_words_embedder, evaluate_quality
+from trialwright.eval.quality.diversity import (
+    distinct_n,
+    diversity,
+    near_duplicate_rate,
+)
+from trialwright.eval.quality.fidelity import mmd_rbf, two_sample_auc
+from trialwright.eval.quality.privacy import (
+    VerbatimCopy,
+    longest_run,
+    membership_inference,
+    verbatim_copy,
+)
+from trialwright.eval.quality.run import bag_of_words_embedder, evaluate_quality
 from trialwright.eval.records import count_criteria, from_generated, from_trial
-from tests.fakes import report
 from trialwright.tools.privacy_index import PrivacyIndex
 from trialwright.tools.schema import SyntheticTrial
 from trialwright.tools.trials import Trial
+
+from tests.fakes import report
 
 VOCAB = [f"w{i}" for i in range(400)]
 CONDITIONS = ["asthma", "copd", "melanoma", "psoriasis", "gout", "migraine", "lupus", "anemia"]

@@ -8,10 +8,11 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from trialwright.eval.card import build_card  # noqa: E402
-from trialwright.eval.quality import bag_of_words_embedder  # noqa: E402
-from tests.test_eval_quality import real_trial, synthetic_line  # noqa: E402
+from trialwright.eval.quality.run import bag_of_words_embedder  # noqa: E402
+from trialwright.eval.report.card import build_card  # noqa: E402
 from trialwright.tools.trials import TOP_COLUMNS  # noqa: E402
+
+from tests.test_eval_quality import real_trial, synthetic_line  # noqa: E402
 
 
 @pytest.fixture
@@ -70,3 +71,22 @@ def test_card_renders_a_given_utility_metrics_file(files, tmp_path):
     build_card(run, tmp_path / "card", [real], utility, None, embed=bag_of_words_embedder())
     md = (tmp_path / "card" / "card.md").read_text()
     assert "| hybrid.roc_auc | 0.64 |" in md and "Judge reliability" in md and "Not run" in md
+
+
+def test_one_renderer_escapes_html_and_markdown_cells():
+    from trialwright.eval.report.render import (
+        Card,
+        Section,
+        Table,
+        code,
+        render_html,
+        render_markdown,
+    )
+
+    card = Card("<t>", lead=[["run ", code("a|b <c>")]], sections=[Section(
+        "S", tables=[Table(["x|y"], [["<script>"], ["a\nb"]], "T")], notes=["n & m"])])
+    md, page = render_markdown(card), render_html(card)
+    assert "| x\\|y |" in md and "| a b |" in md and "run `a|b <c>`" in md and "> n & m" in md
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<title>&lt;t&gt;</title>" in page
+    assert "<code>a|b &lt;c&gt;</code>" in page and "n &amp; m" in page

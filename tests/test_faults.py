@@ -1,7 +1,7 @@
 """Fault injection through the real client path: ChatOpenAI -> loopback fault server.
 
 Every test drives `run_batch` with `tools.llm.chat_endpoint` (the OpenAI client's own retries,
-backoff and Retry-After handling) against `tools.fault_server`, and checks the batch's promise:
+backoff and Retry-After handling) against `tests/fault_server.py`, and checks the batch's promise:
 every spec ends in reports.jsonl or rejected.jsonl exactly once, nothing crashes, and every
 failure is written down with its error.
 """
@@ -16,21 +16,21 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import ValidationError
-
 from trialwright.agents.common import AgentDeps
 from trialwright.graph.batch import failed_with_error, run_batch
-from trialwright.tools.fakes import FixedStore, HashEncoder
-from trialwright.tools.fault_server import (
+from trialwright.tools.llm import chat_endpoint
+from trialwright.tools.schema import JudgeOutput, Spec
+from trialwright.tools.settings import Settings
+from trialwright.tools.writer import read_jsonl
+
+from tests.doubles import FixedStore, HashEncoder
+from tests.fault_server import (
     CONTENT_FAULTS,
     FAULTS,
     TRANSPORT_FAULTS,
     FaultPlan,
     FaultServer,
 )
-from trialwright.tools.llm import chat_endpoint
-from trialwright.tools.schema import JudgeOutput, Spec
-from trialwright.tools.settings import Settings
-from trialwright.tools.writer import read_jsonl
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -2,10 +2,10 @@
 
 import pytest
 from pydantic import ValidationError
-
 from trialwright.graph.generation import run_spec
-from tests.fakes import make_deps, rationale, report, verdict
 from trialwright.tools.schema import Spec, SyntheticTrial
+
+from tests.fakes import checklist, make_deps, rationale, rejecting_checklist, report
 
 SPEC = Spec(spec_id="s1", phase="phase 2", label=1, seed=7)
 
@@ -15,27 +15,29 @@ def calls(state, node):
 
 
 def test_accept_first_time():
-    deps = make_deps([rationale(), report()], [verdict()])
+    deps = make_deps([rationale(), report()], [checklist()])
     state = run_spec(SPEC, deps)
     assert state["status"] == "accepted" and state["revision"] == 0
     assert state["draft"].label == 1 and all(c.passed for c in state["checks"])
     assert [e.nctid for e in state["evidence"]] == ["NCT00000011", "NCT00000022"]
-    assert state["verdict"].accepted and state["verdict"].mean_score == 4
+    assert state["verdict"].accepted and state["verdict"].score == 1.0
+    assert state["outcome"].method == "phrases" and state["outcome"].agrees
     assert sum(c.input_tokens for c in state["llm_calls"]) == 30
 
 
 def test_revise_then_accept_goes_back_to_the_drafter():
     deps = make_deps([rationale(), report(), report(title="Budesonide for Persistent Asthma")],
-                     [verdict(accept=False, score=2), verdict()])
+                     [rejecting_checklist(), checklist()])
     state = run_spec(SPEC, deps)
     assert state["status"] == "accepted" and state["revision"] == 1
     assert len(calls(state, "reason")) == 1 and len(calls(state, "draft")) == 2
-    assert state["rounds"][0].verdict.verdict == "revise"
+    assert not state["rounds"][0].verdict.accepted
+    assert state["rounds"][0].verdict.vetoed == ["design_consistent"]
     assert "Make the arms more specific" in state["feedback"]
 
 
 def test_reject_after_budget_keeps_reasons():
-    deps = make_deps([rationale(), report(), report()], [verdict(False, 2), verdict(False, 2)],
+    deps = make_deps([rationale(), report(), report()], [rejecting_checklist(), rejecting_checklist()],
                      max_revisions=1)
     state = run_spec(SPEC, deps)
     assert state["status"] == "rejected" and len(state["rounds"]) == 2
@@ -43,7 +45,7 @@ def test_reject_after_budget_keeps_reasons():
 
 
 def test_malformed_json_is_repaired_not_crashed():
-    deps = make_deps([rationale(), "{not json at all", report()], [verdict()])
+    deps = make_deps([rationale(), "{not json at all", report()], [checklist()])
     state = run_spec(SPEC, deps)
     draft_call = calls(state, "draft")[0]
     assert state["status"] == "accepted"
@@ -60,7 +62,7 @@ def test_malformed_json_every_time_is_a_recorded_failure():
 
 def test_label_mismatch_in_prose_is_caught_by_checks():
     failing = report(outcome_summary="The trial failed to meet its primary endpoint.")
-    deps = make_deps([rationale(), failing, report()], [verdict()])
+    deps = make_deps([rationale(), failing, report()], [checklist()])
     state = run_spec(SPEC, deps)
     first = state["rounds"][0]
     assert [c.name for c in first.failed_checks] == ["label_matches"]
@@ -77,7 +79,7 @@ def test_copied_nct_id_is_caught_by_privacy_check():
 
 
 def test_invented_evidence_id_is_refused_and_repaired():
-    deps = make_deps([rationale(ids=["NCT99999999"]), rationale(), report()], [verdict()])
+    deps = make_deps([rationale(ids=["NCT99999999"]), rationale(), report()], [checklist()])
     state = run_spec(SPEC, deps)
     reason = calls(state, "reason")[0]
     assert state["status"] == "accepted" and reason.attempts == 2
@@ -85,7 +87,7 @@ def test_invented_evidence_id_is_refused_and_repaired():
 
 
 def test_unusable_rationale_goes_back_to_the_reasoner():
-    deps = make_deps(["x", "x", "x", report(), rationale(), report()], [verdict()])
+    deps = make_deps(["x", "x", "x", report(), rationale(), report()], [checklist()])
     state = run_spec(SPEC, deps)
     assert state["status"] == "accepted" and state["revision"] == 1
     assert len(calls(state, "reason")) == 2 and not calls(state, "reason")[0].ok
@@ -93,7 +95,7 @@ def test_unusable_rationale_goes_back_to_the_reasoner():
 
 
 def test_judge_and_generator_are_different_models():
-    deps = make_deps([rationale(), report()], [verdict()], judge_id="other-judge")
+    deps = make_deps([rationale(), report()], [checklist()], judge_id="other-judge")
     state = run_spec(SPEC, deps)
     models = {c.node: c.model for c in state["llm_calls"]}
     assert models == {"reason": "gen-model", "draft": "gen-model", "judge": "other-judge"}
@@ -114,7 +116,7 @@ def test_copy_of_an_unretrieved_real_trial_is_caught_by_the_corpus_index():
     for r in state["rounds"]:
         assert [c.name for c in r.failed_checks] == ["not_copied_from_corpus"]
         assert "NCT07654321" in r.failed_checks[0].message
-    deps = make_deps([rationale(), copied], [verdict()])  # the same report, no index: accepted
+    deps = make_deps([rationale(), copied], [checklist()])  # the same report, no index: accepted
     assert run_spec(SPEC, deps)["status"] == "accepted"
 
 
@@ -124,7 +126,7 @@ def test_a_json_spec_from_an_api_client_is_validated_into_a_spec():
 
     from trialwright.graph.generation import build_generation_graph, run_config
 
-    deps = make_deps([rationale(), report()], [verdict()])
+    deps = make_deps([rationale(), report()], [checklist()])
     graph = build_generation_graph(deps)
     state = asyncio.run(graph.ainvoke({"spec": SPEC.model_dump(mode="json")}, run_config(deps)))
     assert isinstance(state["spec"], Spec) and state["spec"] == SPEC

@@ -5,8 +5,14 @@ import csv
 import json
 
 import pytest
-
-from trialwright.agents.judging import (
+from trialwright.eval.judges.agreement import (
+    agreement_report,
+    checks_by_item,
+    fleiss_kappa,
+    verdict_table,
+)
+from trialwright.eval.judges.human import export_review_sheet, read_review_sheet
+from trialwright.eval.judges.studies import (
     FILLER,
     JudgeItem,
     JudgeSpec,
@@ -17,13 +23,12 @@ from trialwright.agents.judging import (
     real_trial_items,
     run_judges,
 )
-from trialwright.eval.human import export_review_sheet, read_review_sheet
-from trialwright.eval.judges import agreement_report, checks_by_item, fleiss_kappa, verdict_table
-from tests.fakes import rationale, report, scripted, verdict
 from trialwright.tools.llm import ChatEndpoint
 from trialwright.tools.schema import SyntheticTrial
 from trialwright.tools.settings import Settings
 from trialwright.tools.trials import Trial
+
+from tests.fakes import rationale, report, scripted, verdict
 
 
 def line(i: int, label: int = 1, passed: bool = True, generator: str = "gen") -> dict:
@@ -172,7 +177,7 @@ def test_judge_specs_are_parsed_and_checked():
 
 
 def test_judge_models_resolve_to_endpoints_without_calling_them():
-    from trialwright.agents.judging import open_judges
+    from trialwright.eval.judges.studies import open_judges
 
     settings = Settings(llm_base_url="http://127.0.0.1:9/v1", llm_model="gen-x")
     specs = parse_judge_specs("fake,default,gen-x@rubric_strict,other-model")
@@ -186,7 +191,7 @@ def test_another_embedded_model_judges_offline_on_its_own_server(monkeypatch):
     """No endpoint configured: a registry model gets its own llama.cpp server; other names fail."""
     from contextlib import contextmanager
 
-    from trialwright.agents import judging
+    from trialwright.eval.judges import studies
 
     started: list[str] = []
 
@@ -205,22 +210,22 @@ def test_another_embedded_model_judges_offline_on_its_own_server(monkeypatch):
         gen = ChatEndpoint(chat=scripted([]), model_id=settings.llm_model)
         yield gen, gen
 
-    monkeypatch.setattr(judging, "LocalLLMServer", Server)
-    monkeypatch.setattr(judging, "open_endpoints", endpoints)
+    monkeypatch.setattr(studies, "LocalLLMServer", Server)
+    monkeypatch.setattr(studies, "open_endpoints", endpoints)
     settings = Settings(llm_base_url=None, judge_base_url=None)
     small = "qwen2.5-coder-0.5b-instruct-q4_k_m"
-    with judging.open_judges(settings, parse_judge_specs(f"default,{small}")) as found:
+    with studies.open_judges(settings, parse_judge_specs(f"default,{small}")) as found:
         assert found[small].model_id == small and found["default"].model_id == settings.llm_model
         assert found[small].chat.openai_api_base == "http://127.0.0.1:9001/v1"  # its own server
     assert started == [small]
     with (pytest.raises(JudgeSpecError, match="without an endpoint"),
-          judging.open_judges(settings, parse_judge_specs("gpt-4o"))):
+          studies.open_judges(settings, parse_judge_specs("gpt-4o"))):
         pass
 
 
 def test_a_judge_that_rejects_every_failure_shows_outcome_bias():
     """Known answer: judge A accepts successes and rejects failures of the same quality."""
-    from trialwright.eval.judges import outcome_bias
+    from trialwright.eval.judges.agreement import outcome_bias
 
     rows = [row("a", f"r{i}", accept=(label == 1), truth={"requested_label": label})
             for i, label in enumerate([1, 1, 0, 0, 1, 0])]

@@ -6,14 +6,14 @@ import json
 import numpy as np
 import pytest
 import typer
-from typer.testing import CliRunner
-
 from trialwright.app.card_cmd import card_command
 from trialwright.app.judge_cmd import judge_command, review_command
-from tests.test_eval_quality import real_trial
-from tests.test_judges import line
 from trialwright.tools.trials import TOP_COLUMNS
 from trialwright.tools.writer import read_jsonl
+from typer.testing import CliRunner
+
+from tests.test_eval_quality import real_trial
+from tests.test_judges import line
 
 app = typer.Typer()
 app.command("judge")(judge_command)
@@ -88,3 +88,10 @@ def test_bad_judge_spec_is_a_clear_error(env):
     result = runner.invoke(app, ["judge", "--in", "run", "--out", "x", "--judges", "fake",
                                  "--probes", "plain,vibes"])
     assert result.exit_code == 2 and "unknown vibes" in result.output
+
+
+def test_a_bad_line_in_the_reports_is_a_clear_error(env):
+    with (env / "run" / "rejected.jsonl").open("a") as fh:
+        fh.write("{not json\n")
+    result = runner.invoke(app, ["judge", "--in", "run", "--out", "x", "--judges", "fake"])
+    assert result.exit_code == 2 and "rejected.jsonl, line 2: not valid JSON" in result.output

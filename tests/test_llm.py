@@ -3,10 +3,15 @@
 import asyncio
 
 import pytest
+from trialwright.tools.llm import (
+    ChatEndpoint,
+    call_structured,
+    parse_json_object,
+    response_format,
+)
+from trialwright.tools.schema import JudgeOutput, Outcome
 
 from tests.fakes import scripted
-from trialwright.tools.llm import ChatEndpoint, call_structured, parse_json_object, response_format
-from trialwright.tools.schema import JudgeOutput, Outcome
 
 
 @pytest.mark.parametrize("text", [

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from trialwright.tools.local_llm import (
     MODELS,
     LocalLLMServer,

@@ -6,7 +6,6 @@ import random
 
 import numpy as np
 import pytest
-
 from trialwright.tools.checks import ngram_overlap
 from trialwright.tools.privacy_index import PrivacyIndex, trial_items
 from trialwright.tools.settings import Settings
@@ -135,9 +134,10 @@ def test_real_corpus_flags_a_copied_real_trial():
 
 def test_corpus_check_flags_copies_and_real_ids_of_unretrieved_trials(corpus):
     """`check_not_copied_from_corpus` sees the whole corpus, not only the retrieved evidence."""
-    from tests.fakes import report
     from trialwright.tools import checks
     from trialwright.tools.schema import Spec, SyntheticTrial
+
+    from tests.fakes import report
 
     draft = SyntheticTrial.model_validate(report())
     spec = Spec(spec_id="p", phase="phase 2", label=1)

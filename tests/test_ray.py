@@ -14,16 +14,16 @@ ray = pytest.importorskip("ray")
 from trialwright.agents.common import AgentDeps
 from trialwright.graph.batch import BatchError, run_batch
 from trialwright.graph.ray_backend import (
-    FakeDeps,
-    FakeRetrieval,
     WorkerDeps,
     run_batch_ray,
     start_retrieval,
 )
-from tests.batch_worker import specs
-from trialwright.tools.fakes import FakeSchemaChat
+from trialwright.tools.fake_llm import FakeSchemaChat
 from trialwright.tools.llm import ChatEndpoint
 from trialwright.tools.writer import read_jsonl
+
+from tests.batch_worker import specs
+from tests.doubles import FIXED_TRIALS, FakeDeps, FakeRetrieval
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(240)
@@ -81,7 +81,7 @@ def test_retrieval_through_one_actor_gives_the_same_records(tmp_path):
     wdeps = WorkerDeps.like(deps, FakeDeps(retrieval=actor))
     run_batch_ray(batch, wdeps, tmp_path / "ray", max_in_flight=4)
     assert stable(tmp_path / "ray") == stable(tmp_path / "asyncio")
-    assert ray.get(actor.count.remote()) == 2
+    assert ray.get(actor.count.remote()) == len(FIXED_TRIALS)
 
 
 def test_ray_resume_writes_only_missing_and_refuses_other_config(tmp_path):

@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from trialwright.app.cli import app
 from trialwright.graph.batch import run_batch
-from tests.batch_worker import deps, specs
-from trialwright.tools.fault_server import FaultPlan, FaultServer
 from trialwright.tools.settings import Settings
 from trialwright.tools.writer import read_jsonl
+from typer.testing import CliRunner
+
+from tests.batch_worker import deps, specs
+from tests.fault_server import FaultPlan, FaultServer
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench_reliability", ROOT / "bench" / "reliability.py")

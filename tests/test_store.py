@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from trialwright.tools.settings import Settings
 from trialwright.tools.store import (
     EdgeStore,

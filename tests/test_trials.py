@@ -5,7 +5,6 @@ import io
 from pathlib import Path
 
 import pytest
-
 from trialwright.tools.settings import Settings
 from trialwright.tools.trials import TOP_COLUMNS, DataError, load_top, read_top_csv
 

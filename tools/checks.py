@@ -11,11 +11,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from trialwright.tools.design_checks import DESIGN_CHECKS
+from trialwright.tools.outcome_words import (
+    FAILURE_WORDS,
+    MET,
+    STOPPED_EARLY,
+    SUCCESS_WORDS,
+)
 from trialwright.tools.privacy_index import tokens
-from trialwright.tools.schema import CheckResult, Evidence, Rationale, Spec, SyntheticTrial
+from trialwright.tools.schema import (
+    CheckResult,
+    Evidence,
+    Rationale,
+    Spec,
+    SyntheticTrial,
+)
 from trialwright.tools.trials import NCT_ID
 
 if TYPE_CHECKING:
+    from trialwright.tools.plausible_ranges import PlausibleRanges
     from trialwright.tools.privacy_index import PrivacyIndex
 
 _PHASE_WORDS = {"1": "1", "i": "1", "2": "2", "ii": "2", "3": "3", "iii": "3", "4": "4", "iv": "4"}
@@ -25,18 +39,22 @@ _AGES = [re.compile(p, re.IGNORECASE) for p in (
      r"(?:\s*(?:-|–|to|and)\s*(\d{1,3}))?"),
     r"(\d{1,3})\s*(?:-|–|to)\s*(\d{1,3})\s*years",
     r"(\d{1,3})\s*years?\s*(?:of age|old|or older|and older|and above)")]
+# "duration 1 to 10 years", "diagnosed 2-5 years ago": spans of time, not ages.
+_DURATION = re.compile(r"\b(?:duration|history|for at least|within|since|diagnos\w*|ago|prior|"
+                       r"previous|last|disease for|follow)", re.IGNORECASE)
+_AGE_WORD = re.compile(r"\b(?:age[ds]?|years? old|of age)\b", re.IGNORECASE)
+
+
+def _criterion_age_patterns(criterion: str) -> list[re.Pattern[str]]:
+    """The age patterns that apply: a bare "N to M years" is an age only where no duration is meant."""
+    if _DURATION.search(criterion) and not _AGE_WORD.search(criterion):
+        return [_AGES[0], _AGES[2]]
+    return _AGES
+
+
 _LABEL_TALK = re.compile(  # "(label 0)", "label: 1", "labelled as 0" — not "label 1 mg", "0.5"
     r"\(\s*label\s*[01]\s*\)|(?<!open[\s-])\blabel(?:led)?\s*(?:=|:|as)?\s*[01]\b(?![.,]\d)"
     r"(?!\s*(?:mg|mcg|µg|ml|g|%|tablet|capsule|dose))", re.IGNORECASE)
-# Phrases that state the opposite outcome: a success report must not read as a failure.
-_FAILURE_WORDS = re.compile(
-    r"\b(fail(?:ed|s|ure)? to (?:meet|demonstrate|show|achieve)|did not (?:meet|achieve|demonstrate"
-    r"|show)|was (?:terminated|stopped|halted) early|futility|not met)\b", re.IGNORECASE)
-_SUCCESS_WORDS = re.compile(
-    r"\b(met (?:its|the) primary (?:end ?point|outcome)|primary (?:end ?point|outcome) was met"
-    r"|successfully (?:met|achieved|demonstrated))\b", re.IGNORECASE)
-
-
 @dataclass
 class CheckInput:
     spec: Spec
@@ -49,14 +67,10 @@ class CheckInput:
     copy_max_overlap: float = 0.2
     chosen: dict[str, str] = field(default_factory=dict)
     corpus: PrivacyIndex | None = None  # the whole real corpus; None = that check is skipped
+    ranges: PlausibleRanges | None = None  # real trials' size bands; None = that check is skipped
 
 
-def _ok(name: str, target: str = "drafter") -> CheckResult:
-    return CheckResult(name=name, passed=True, target=target)  # type: ignore[arg-type]
-
-
-def _fail(name: str, message: str, target: str = "drafter") -> CheckResult:
-    return CheckResult(name=name, passed=False, message=message, target=target)  # type: ignore[arg-type]
+_ok, _fail, _skip = CheckResult.ok, CheckResult.fail, CheckResult.skip
 
 
 def _mentions(haystack: str, needle: str) -> bool:
@@ -101,15 +115,30 @@ def check_label_matches(x: CheckInput) -> CheckResult:
         return _fail("label_matches", "no report")
     if d.label != x.spec.label:
         return _fail("label_matches", f"label is {d.label}, requested {x.spec.label}")
-    opposite = _FAILURE_WORDS if d.label == 1 else _SUCCESS_WORDS
-    text = f"{d.title}\n{d.brief_summary}\n{d.outcome_summary}"
-    if m := _LABEL_TALK.search(text):  # the prompt's class label echoed into the registry text
+    if m := _LABEL_TALK.search(f"{d.title}\n{d.brief_summary}\n{d.outcome_summary}"):
+        # the prompt's class label echoed into the registry text
         return _fail("label_matches", f"the report talks about its class ('{m.group(0)}'); "
                      "describe the outcome in clinical words")
-    if m := opposite.search(text):
-        want = "success" if d.label == 1 else "failure"
-        return _fail("label_matches", f"the report is a {want} but says '{m.group(0)}'")
+    opposite = FAILURE_WORDS if d.label == 1 else SUCCESS_WORDS
+    if m := opposite.search(d.outcome_summary):
+        want = "the primary endpoint was met" if d.label == 1 else "the primary endpoint was not met"
+        return _fail("label_matches", f"the outcome must say that {want}, but it says "
+                     f"'{m.group(0)}'", "outcome")
     return _ok("label_matches")
+
+
+def check_results_only_in_outcome(x: CheckInput) -> CheckResult:
+    """Title and summary describe the plan, as a registry entry does; results live only in the
+    outcome section — which also keeps them out of the blinded quality judge's view."""
+    d = x.draft
+    if d is None:
+        return _fail("results_only_in_outcome", "no report")
+    for rx in (FAILURE_WORDS, STOPPED_EARLY, MET):
+        if m := rx.search(f"{d.title}\n{d.brief_summary}"):
+            return _fail("results_only_in_outcome", f"the title or brief summary states a result "
+                         f"('{m.group(0)}'); describe the plan there and put results only in "
+                         "outcome_summary")
+    return _ok("results_only_in_outcome")
 
 
 def check_phase_consistent(x: CheckInput) -> CheckResult:
@@ -167,7 +196,8 @@ def check_eligibility_wellformed(x: CheckInput) -> CheckResult:
     if hi is not None and lo > hi:
         return _fail("eligibility_wellformed", f"minimum age {lo} > maximum age {hi}")
     for c in inc:
-        ages = [int(a) for rx in _AGES for m in rx.finditer(c) for a in m.groups() if a]
+        ages = [int(a) for rx in _criterion_age_patterns(c) for m in rx.finditer(c)
+                for a in m.groups() if a]
         for age in ages:
             if age > 120 or age < lo or (hi is not None and age > hi):
                 return _fail("eligibility_wellformed",
@@ -212,7 +242,7 @@ def check_not_copied_from_corpus(x: CheckInput) -> CheckResult:
     if x.draft is None:
         return _fail("not_copied_from_corpus", "no report")
     if x.corpus is None:
-        return _ok("not_copied_from_corpus")
+        return _skip("not_copied_from_corpus", "no corpus index was given to this run")
     real, _ = x.corpus.real_ids(x.draft.model_dump_json())  # unknown ids: check_no_nct_id
     top = x.corpus.copy_matches(x.draft.prose(), top=1)
     problems = [f"names real trial id(s) {', '.join(real)}"] if real else []
@@ -234,6 +264,8 @@ CHECKS: list[Callable[[CheckInput], CheckResult]] = [
     check_condition_consistent,
     check_intervention_consistent,
     check_eligibility_wellformed,
+    *DESIGN_CHECKS,
+    check_results_only_in_outcome,
     check_no_nct_id,
     check_no_verbatim_copy,
     check_not_copied_from_corpus,

@@ -14,7 +14,6 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-
 from trialwright.tools.settings import Settings
 
 

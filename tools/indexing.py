@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel
-
 from trialwright.tools.encoder import Encoder
 from trialwright.tools.store import VectorStore
 from trialwright.tools.trials import Trial

@@ -22,7 +22,6 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from openai import LengthFinishReasonError
 from pydantic import BaseModel, Field, ValidationError
-
 from trialwright.tools.schema import Allowed, constrained_schema
 from trialwright.tools.settings import Settings
 
@@ -181,7 +180,7 @@ def open_endpoints(settings: Settings, llm: str = "auto") -> Iterator[tuple[Chat
     llm: "auto" = the configured endpoint, else the embedded model; "fake" = schema-driven fake.
     """
     if llm == "fake":
-        from trialwright.tools.fakes import FakeSchemaChat
+        from trialwright.tools.fake_llm import FakeSchemaChat
 
         fake = ChatEndpoint(chat=FakeSchemaChat(), model_id="fake-schema")
         yield fake, fake

@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, model_validator
-
+from pydantic import BaseModel, Field, ValidationInfo, computed_field, model_validator
 from trialwright.tools.trials import Phase
 
 Label = Literal[0, 1]
@@ -124,11 +123,75 @@ class SyntheticTrial(BaseModel):
         return "\n".join(parts)
 
 
+CheckStatus = Literal["passed", "failed", "skipped"]
+
+
 class CheckResult(BaseModel):
     name: str
-    passed: bool
+    status: CheckStatus
     message: str = ""
-    target: Literal["reasoner", "drafter"] = "drafter"  # who should fix a failure
+    # Who fixes a failure: the reasoner, the drafter (whole report), or only the outcome section.
+    target: Literal["reasoner", "drafter", "outcome"] = "drafter"
+
+    @classmethod
+    def ok(cls, name: str, target: str = "drafter") -> CheckResult:
+        return cls(name=name, status="passed", target=target)  # type: ignore[arg-type]
+
+    @classmethod
+    def fail(cls, name: str, message: str, target: str = "drafter") -> CheckResult:
+        return cls(name=name, status="failed", message=message, target=target)  # type: ignore[arg-type]
+
+    @classmethod
+    def skip(cls, name: str, why: str) -> CheckResult:
+        return cls(name=name, status="skipped", message=why)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def passed(self) -> bool:
+        """Does not block acceptance. A skipped check is recorded as `skipped`, never `passed`."""
+        return self.status != "failed"
+
+
+OutcomeClass = Literal["met", "not_met", "stopped_early", "unclear"]
+
+
+class OutcomeAnswer(BaseModel):
+    """What the outcome reader writes: one closed answer about the outcome text alone."""
+
+    reading: OutcomeClass = Field(description="met = the primary endpoint was met; not_met = it "
+                                  "was not met; stopped_early = the trial stopped before the end; "
+                                  "unclear = the text does not say")
+
+
+class OutcomeReading(BaseModel):
+    """How the outcome text reads to a reader that was not told the label, and whether it agrees."""
+
+    reading: OutcomeClass
+    method: Literal["phrases", "model"]
+    reader_model: str | None = None
+    matched: str = ""  # the phrase that decided, for `phrases`
+    expected: list[OutcomeClass]
+    agrees: bool
+
+
+class OutcomeRewrite(BaseModel):
+    """A revision of the outcome section only (the rest of the report stands)."""
+
+    outcome_summary: str = Field(max_length=500, description="what happened and why")
+
+
+class QualityVerdict(BaseModel):
+    """The blinded quality judge's checklist answers, scored in code, and the rule applied."""
+
+    judge_model: str
+    checklist: str
+    answers: dict[str, bool]
+    vetoed: list[str] = Field(default_factory=list, description="veto questions answered no")
+    score: float = Field(description="share of checklist questions answered yes")
+    threshold: float
+    calibration: str | None = Field(None, description="calibration id, None = fixed threshold")
+    accepted: bool
+    feedback: str = ""
 
 
 class JudgeScores(BaseModel):

@@ -21,6 +21,9 @@ from pydantic_settings import (
 
 #: The data folder beside a checkout (``../shared/data``), the layout of our machines.
 _DEFAULT_DATA = Path("../shared/data")
+#: The six TOP benchmark CSVs of the offline snapshot (the corpus, and the eval's real splits).
+TOP_FILES: tuple[str, ...] = ("phase_I_train.csv", "phase_I_valid.csv", "phase_I_test.csv",
+                              "phase_II_valid.csv", "phase_III_valid.csv", "phase_III_test.csv")
 
 
 class ConfigFileError(ValueError):
@@ -38,10 +41,7 @@ class Settings(BaseSettings):
     # --- data -----------------------------------------------------------------------------
     data_dir: Path = Field(_DEFAULT_DATA, description="folder holding top/ and ctgov_records/")
     top_files: list[str] = Field(
-        default_factory=lambda: [
-            "phase_I_train.csv", "phase_I_valid.csv", "phase_I_test.csv",
-            "phase_II_valid.csv", "phase_III_valid.csv", "phase_III_test.csv",
-        ],
+        default_factory=lambda: list(TOP_FILES),
         description="TOP CSVs (relative to data_dir/top) that make the real-trial corpus",
     )
 
@@ -84,7 +84,14 @@ class Settings(BaseSettings):
     k_evidence: int = Field(3, ge=1, le=20)
     max_revisions: int = Field(2, ge=0)
     parse_retries: int = Field(2, ge=0, description="re-asks after an unparseable LLM answer")
-    judge_threshold: float = Field(3.0, ge=1, le=5, description="min mean rubric score (1-5)")
+    judge_threshold: float = Field(3.0, ge=1, le=5,
+                                   description="judge studies' 1-5 rubrics: min mean score")
+    quality_min_share: float = Field(0.8, ge=0, le=1, description="blinded checklist: share of "
+                                     "yes answers needed when no calibration exists")
+    calibration_quantile: float = Field(0.2, gt=0, lt=1, description="a report passes when it "
+                                        "scores like this percentile of real trials of its outcome")
+    critic_retries: int = Field(2, ge=0, le=10, description="re-asks of an outcome reader or "
+                                "judge that gave no valid answer (never a redraft)")
     copy_ngram: int = Field(12, ge=4, description="n for the verbatim-copy check")
     copy_max_overlap: float = Field(0.2, ge=0, le=1)
     corpus_copy_check: bool = Field(
@@ -102,6 +109,11 @@ class Settings(BaseSettings):
     @property
     def top_dir(self) -> Path:
         return self.data_dir / "top"
+
+    @property
+    def ctgov_records_path(self) -> Path:
+        """Full registry records: the critic's size bands, calibration and judge studies."""
+        return self.data_dir / "ctgov_records" / "allpublicxml_sample" / "records.jsonl"
 
     def api_key(self) -> str:
         key = self.llm_api_key.get_secret_value() if self.llm_api_key else None

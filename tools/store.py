@@ -24,7 +24,6 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel
-
 from trialwright.tools.settings import Settings
 
 PointId = int | str

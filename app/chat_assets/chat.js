@@ -70,13 +70,16 @@ function renderCritic(c) {
   clear(box);
   if (!c || !c.checks_total) { box.appendChild(el("p", "Findings appear with the draft.", "muted")); return; }
   const v = c.verdict;
-  const head = el("p", `Checks ${c.checks_passed}/${c.checks_total} passed` +
-    (v ? ` · judge: ${v.verdict} (mean ${v.mean_score.toFixed(1)}/5)${v.accepted ? "" : " · not accepted"}` : " · judge not asked"),
-    "verdict " + (c.checks_passed === c.checks_total && v && v.accepted ? "ok" : "warn"));
+  const skipped = c.checks_skipped ? `, ${c.checks_skipped} skipped` : "";
+  const head = el("p", `Checks ${c.checks_passed}/${c.checks_total} passed${skipped}` +
+    (v ? ` · blinded judge: ${Math.round(v.score * 100)}% yes (needs ${Math.round(v.threshold * 100)}%)${v.accepted ? "" : " · not accepted"}` : " · judge not asked"),
+    "verdict " + (!c.checks_failed && v && v.accepted ? "ok" : "warn"));
   box.appendChild(head);
   const ul = el("ul", null, "checks");
   for (const ch of c.checks) {
-    ul.appendChild(el("li", ch.passed ? `✓ ${ch.name}` : `✗ ${ch.name}: ${ch.message}`, ch.passed ? "pass" : "fail"));
+    const mark = ch.status === "skipped" ? `– ${ch.name}: skipped (${ch.message})`
+      : ch.passed ? `✓ ${ch.name}` : `✗ ${ch.name}: ${ch.message}`;
+    ul.appendChild(el("li", mark, ch.status === "skipped" ? "skip" : ch.passed ? "pass" : "fail"));
   }
   box.appendChild(ul);
   if (v) {

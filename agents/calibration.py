@@ -1,0 +1,105 @@
+"""Calibrating the blinded quality judge on real trials: what does a real trial of each outcome
+score? A synthetic report passes when it scores at least like the q-th percentile of real trials
+of its own outcome, so the bar is the judge's own view of real registry entries, per label.
+
+Cached per (judge model, checklist file hash, quantile) under the cache folder; named in every
+verdict and in the run fingerprint; recomputed by `trialwright calibrate`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+from trialwright.agents.common import AgentDeps
+from trialwright.agents.quality_judge import (
+    ask_checklist,
+    load_checklist,
+    score_answers,
+)
+from trialwright.tools.schema import SyntheticTrial
+from trialwright.tools.settings import Settings
+
+MIN_PER_LABEL = 5  # fewer real trials of a label than this: that label keeps the fixed share
+
+
+class Calibration(BaseModel):
+    id: str
+    judge_model: str
+    checklist: str
+    checklist_sha256: str
+    quantile: float
+    fallback: float  # the fixed share used for a label without enough real trials
+    thresholds: dict[str, float]  # label ("0"/"1") -> the real trials' q-th percentile score
+    n: dict[str, int]
+    unanswered: int
+    source: str  # what was judged (file name and count; no machine path)
+    scores: dict[str, list[float]]
+
+    def threshold(self, label: int) -> float:
+        return self.thresholds.get(str(label), self.fallback)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
+
+
+def calibration_path(settings: Settings, judge_model: str, checklist: str) -> Path:
+    c = load_checklist(checklist)
+    name = f"{_slug(judge_model)}--{checklist}-{c.sha256[:12]}-q{settings.calibration_quantile:g}.json"
+    return settings.cache_dir / "calibration" / name
+
+
+def load_calibration(settings: Settings, judge_model: str, checklist: str) -> Calibration | None:
+    path = calibration_path(settings, judge_model, checklist)
+    if not path.is_file():
+        return None
+    return Calibration.model_validate(json.loads(path.read_text()))
+
+
+async def calibrate(records: Sequence[tuple[str, SyntheticTrial, int]], deps: AgentDeps, *,
+                    source: str) -> Calibration:
+    """Judge real (id, record, label) triples blinded, exactly as the critic judges a report."""
+    s, checklist = deps.settings, load_checklist(deps.rubric)
+    scores: dict[str, list[float]] = {"0": [], "1": []}
+    unanswered = 0
+    for i, (_, record, label) in enumerate(records):
+        value, _ = await ask_checklist(deps, checklist, record, seed=i)
+        if value is None:
+            unanswered += 1
+            continue
+        answers = {q.id: bool(getattr(value, q.id)) for q in checklist.questions}
+        score, vetoed = score_answers(checklist, answers)
+        scores[str(label)].append(0.0 if vetoed else score)  # a vetoed real trial scores as failing
+    thresholds = {k: round(float(np.quantile(v, s.calibration_quantile)), 4)
+                  for k, v in scores.items() if len(v) >= MIN_PER_LABEL}
+    cal_id = f"{deps.judge.model_id}:{checklist.name}:{checklist.sha256[:12]}:q{s.calibration_quantile:g}"
+    return Calibration(id=cal_id, judge_model=deps.judge.model_id, checklist=checklist.name,
+                       checklist_sha256=checklist.sha256, quantile=s.calibration_quantile,
+                       fallback=s.quality_min_share, thresholds=thresholds,
+                       n={k: len(v) for k, v in scores.items()}, unanswered=unanswered,
+                       source=source, scores=scores)
+
+
+def save_calibration(cal: Calibration, settings: Settings) -> Path:
+    path = calibration_path(settings, cal.judge_model, cal.checklist)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(cal.model_dump_json(indent=1))
+    tmp.replace(path)
+    return path
+
+
+def attach_critic_references(deps: AgentDeps) -> AgentDeps:
+    """The real-trial references the critic judges by: size bands from the registry records and
+    the judge's calibration (when `trialwright calibrate` has made one for this judge/checklist).
+    Absent ones stay None, and the checks and verdicts that need them say so."""
+    from trialwright.tools.plausible_ranges import registry_ranges
+
+    deps.ranges = registry_ranges(deps.settings)
+    deps.calibration = load_calibration(deps.settings, deps.judge.model_id, deps.rubric)
+    return deps

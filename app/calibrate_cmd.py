@@ -1,0 +1,58 @@
+"""`trialwright calibrate`: score real labelled trials with the blinded quality judge and store the
+per-label thresholds the critic then accepts by (cached per judge model and checklist).
+
+Register in app/cli.py:  app.command("calibrate")(calibrate_command)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def calibrate_command(
+    records: Annotated[Path | None, typer.Option(help="full registry records (AllPublicXML JSONL, "
+                                                 "a folder of .xml, or one .xml); default: the "
+                                                 "configured data folder's sample")] = None,
+    phase: Annotated[str | None, typer.Option(help="only real trials of this phase")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="real trials per label at most")] = 40,
+    llm: Annotated[str, typer.Option(help="'auto' (endpoint or embedded) or 'fake'")] = "auto",
+    data: Annotated[Path | None, typer.Option("--data", help="data folder")] = None,
+) -> None:
+    """Calibrate the judge on real trials of each outcome (label from the TOP benchmark)."""
+    from trialwright.agents.calibration import calibrate, save_calibration
+    from trialwright.agents.common import AgentDeps
+    from trialwright.app.cli import UserError, out, settings_for, user_errors
+    from trialwright.tools.ctgov import load_records
+    from trialwright.tools.llm import open_endpoints
+    from trialwright.tools.trials import normalise_phase
+
+    s = settings_for(data_dir=data)
+    with user_errors():
+        path = records or s.ctgov_records_path
+        if not path.exists():
+            raise UserError(f"--records {path}: not found")
+        loaded = load_records(path, label="top")
+        want = normalise_phase(phase) if phase else None
+        chosen: dict[int, list] = {0: [], 1: []}
+        for r in loaded.records:
+            if (want is None or r.trial.phase == want) and len(chosen[r.trial.label]) < limit:
+                chosen[r.trial.label].append((r.nctid, r.trial, r.trial.label))
+        if not all(chosen.values()):
+            raise UserError(f"{path.name}: needs labelled real trials of both outcomes"
+                            f"{' in ' + want if want else ''}; found {len(chosen[0])} failures and "
+                            f"{len(chosen[1])} successes")
+        with open_endpoints(s, llm) as (generator, judge):
+            deps = AgentDeps(settings=s, generator=generator, judge=judge)
+            cal = asyncio.run(calibrate(chosen[0] + chosen[1], deps, source=(
+                f"{path.name}: {len(chosen[0])} failures + {len(chosen[1])} successes"
+                f"{', ' + want if want else ''}")))
+        saved = save_calibration(cal, s)
+    for label in ("0", "1"):
+        t = cal.thresholds.get(label)
+        out.print(f"label {label}: n={cal.n[label]}, threshold "
+                  f"{'%.3f' % t if t is not None else f'{cal.fallback} (fixed: too few trials)'}")
+    out.print(f"unanswered: {cal.unanswered}; calibration {cal.id}\nsaved: {saved}")
