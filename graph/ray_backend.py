@@ -295,8 +295,9 @@ class SettingsRetrieval:
 class SettingsDeps:
     """The real deps from settings, built on the worker: the fake LLM or an OpenAI-compatible
     endpoint the workers can reach (the driver's embedded server on local Ray, or
-    `TRIALWRIGHT_LLM_BASE_URL` on a cluster); retrieval through `retrieval` (an actor handle)
-    or, for a Qdrant server, a store of the worker's own."""
+    `TRIALWRIGHT_LLM_BASE_URL` on a cluster), its judge by the driver's rule (`judge_endpoint`);
+    retrieval through `retrieval` (an actor handle) or, for a Qdrant server, a store of the
+    worker's own."""
 
     settings: Settings
     llm: str = "endpoint"  # or "fake"
@@ -309,7 +310,7 @@ class SettingsDeps:
 
     def __call__(self) -> AgentDeps:
         from trialwright.tools.fake_llm import FakeSchemaChat
-        from trialwright.tools.llm import ChatEndpoint, chat_endpoint
+        from trialwright.tools.llm import ChatEndpoint, chat_endpoint, judge_endpoint
         from trialwright.tools.privacy_index import PrivacyIndex
 
         s = self.settings
@@ -319,9 +320,7 @@ class SettingsDeps:
             assert self.base_url and self.model, "an endpoint needs base_url and model"
             generator = chat_endpoint(s, base_url=self.base_url, model=self.model,
                                       api_key=self.api_key, max_concurrency=self.slots)
-            judge = chat_endpoint(s, base_url=s.judge_base_url or self.base_url,
-                                  model=s.judge_model or self.model, api_key=self.api_key,
-                                  temperature=0.0)
+            judge = judge_endpoint(s, generator)
         store, encoder = ((RemoteStore(self.retrieval), RemoteEncoder(self.retrieval))
                           if self.retrieval is not None else SettingsRetrieval(s)())
         deps = AgentDeps(settings=s, generator=generator, judge=judge, store=store,  # type: ignore[arg-type]

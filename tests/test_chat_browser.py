@@ -83,10 +83,10 @@ def test_browser_drafts_a_report_with_evidence(server):
             # (the page's CSP forbids eval, so waits use selectors, not JS predicates)
             page.wait_for_selector("#approve:not([disabled])", timeout=30_000)
             evidence = page.locator("#evidence .nctid").all_inner_texts()
-            assert evidence == ["NCT00000011", "NCT00000022"]
+            assert evidence == ["NCT00000033", "NCT00000044"]  # a failure request: failed trials
             assert "budesonide" in page.inner_text("#draft .draft-title")
-            assert "judge: accept" in page.inner_text("#critic")
-            assert "NCT00000011" in page.inner_text("#messages")
+            assert "blinded judge: 100% yes" in page.inner_text("#critic")
+            page.wait_for_selector("#messages li:has-text('NCT00000033')", timeout=10_000)
             page.screenshot(path=str(ARTIFACTS / "chat-draft.png"), full_page=True)
 
             page.click("#approve")

@@ -51,6 +51,8 @@ class ChatEndpoint:
     structured: str = "json_schema"  # or "json_object" / "none" for endpoints without schemas
     max_concurrency: int = 0  # 0 = unbounded; a per-endpoint limit protects small servers
     schema_extras: dict[str, Any] = field(default_factory=dict)  # server-specific schema keys
+    base_url: str | None = None  # the server, so a judge can tell whether it shares it
+    api_key: str = field(default="not-needed", repr=False)
     _gate: asyncio.Semaphore | None = field(default=None, repr=False)
 
     def gate(self) -> asyncio.Semaphore | None:
@@ -59,9 +61,10 @@ class ChatEndpoint:
         return self._gate
 
 
-def chat_endpoint(settings: Settings, *, base_url: str, model: str, api_key: str,
+def chat_endpoint(settings: Settings, *, base_url: str | None, model: str, api_key: str,
                   max_concurrency: int = 0, temperature: float | None = None) -> ChatEndpoint:
-    """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server) through one client."""
+    """Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp server) through one client;
+    `base_url` None is the client's default (OPENAI_BASE_URL, else OpenAI's own API)."""
     from langchain_core.rate_limiters import InMemoryRateLimiter
     from langchain_openai import ChatOpenAI
 
@@ -76,7 +79,43 @@ def chat_endpoint(settings: Settings, *, base_url: str, model: str, api_key: str
         max_retries=settings.llm_max_retries, rate_limiter=limiter,
         stream_usage=True,
     )
-    return ChatEndpoint(chat=chat, model_id=model, max_concurrency=max_concurrency)
+    return ChatEndpoint(chat=chat, model_id=model, max_concurrency=max_concurrency,
+                        base_url=base_url, api_key=api_key)
+
+
+def at_temperature_zero(generator: ChatEndpoint) -> ChatEndpoint:
+    """The generator's own model and server, answering deterministically; shares its slots."""
+    return ChatEndpoint(chat=generator.chat.bind(temperature=0.0),  # type: ignore[arg-type]
+                        model_id=generator.model_id, max_concurrency=generator.max_concurrency,
+                        schema_extras=generator.schema_extras, base_url=generator.base_url,
+                        api_key=generator.api_key, _gate=generator.gate())
+
+
+def judge_endpoint(settings: Settings, generator: ChatEndpoint, *,
+                   model: str | None = None) -> ChatEndpoint:
+    """The judge beside `generator`: the one rule for every place that builds a judge.
+
+    TRIALWRIGHT_JUDGE_BASE_URL / _MODEL / _API_KEY each replace the generator's server, model and
+    key (`model` replaces the configured judge model); unset, the key is the generator's on its
+    server and the configured LLM key (else OPENAI_API_KEY) on another. Always temperature 0.
+    On the generator's server the judge shares its slots; with nothing set it *is* the generator
+    at temperature 0.
+    """
+    model = model or settings.judge_model
+    if not (settings.judge_base_url or model or settings.judge_api_key):
+        return at_temperature_zero(generator)
+    same_server = settings.judge_base_url in (None, generator.base_url)
+    if settings.judge_api_key:
+        key = settings.judge_api_key.get_secret_value()
+    else:
+        key = generator.api_key if same_server else settings.api_key()
+    judge = chat_endpoint(settings, base_url=settings.judge_base_url or generator.base_url,
+                          model=model or generator.model_id, api_key=key,
+                          max_concurrency=generator.max_concurrency if same_server else 0,
+                          temperature=0.0)
+    if same_server:
+        judge._gate = generator.gate()  # one server: the judge waits for the generator's slots
+    return judge
 
 
 def response_format(schema: type[BaseModel], mode: str, allowed: Allowed | None = None,
@@ -197,16 +236,4 @@ def open_endpoints(settings: Settings, llm: str = "auto") -> Iterator[tuple[Chat
             base_url, key, slots = server.base_url, "not-needed", settings.llm_parallel
         generator = chat_endpoint(settings, base_url=base_url, model=model, api_key=key,
                                   max_concurrency=slots)
-        if settings.judge_base_url or settings.judge_model:
-            jkey = (settings.judge_api_key.get_secret_value() if settings.judge_api_key else key)
-            judge = chat_endpoint(settings, base_url=settings.judge_base_url or base_url,
-                                  model=settings.judge_model or model, api_key=jkey,
-                                  max_concurrency=0 if settings.judge_base_url else slots,
-                                  temperature=0.0)
-            if not settings.judge_base_url:
-                judge._gate = generator.gate()  # same server: share its slots
-        else:
-            judge = ChatEndpoint(chat=generator.chat.bind(temperature=0.0), model_id=model,  # type: ignore[arg-type]
-                                 max_concurrency=slots, schema_extras=generator.schema_extras)
-            judge._gate = generator.gate()
-        yield generator, judge
+        yield generator, judge_endpoint(settings, generator)

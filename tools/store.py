@@ -37,6 +37,10 @@ class StoreError(RuntimeError):
     """The store cannot do what was asked (wrong dimension, unreachable server, no collection)."""
 
 
+class EmptyStoreError(StoreError):
+    """The store holds no trials yet: nothing can be retrieved until `trialwright index` runs."""
+
+
 class Hit(BaseModel):
     id: str  # the NCT id
     score: float  # cosine similarity to the query
@@ -451,5 +455,19 @@ def open_store(settings: Settings, backend: Literal["edge", "qdrant"] | None = N
     return QdrantStore(settings.collection, path=settings.store_path / "qdrant-local")
 
 
-__all__ = ["EdgeStore", "Hit", "QdrantStore", "StoreError", "VectorStore", "build_filter",
-           "content_hash", "mmr", "open_store", "point_id"]
+def open_nonempty_store(settings: Settings) -> VectorStore:
+    """The configured store, for a command that retrieves: refuses (closed again) if it is empty."""
+    store = open_store(settings)
+    try:
+        empty = store.count() == 0
+    except BaseException:
+        store.close()
+        raise
+    if empty:
+        store.close()
+        raise EmptyStoreError("the store is empty: run `trialwright index` first")
+    return store
+
+
+__all__ = ["EdgeStore", "EmptyStoreError", "Hit", "QdrantStore", "StoreError", "VectorStore",
+           "build_filter", "content_hash", "mmr", "open_nonempty_store", "open_store", "point_id"]

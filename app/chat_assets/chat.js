@@ -70,6 +70,7 @@ function renderCritic(c) {
   clear(box);
   if (!c || !c.checks_total) { box.appendChild(el("p", "Findings appear with the draft.", "muted")); return; }
   const v = c.verdict;
+  if (c.outcome) box.appendChild(el("p", `Outcome text reads as: ${c.outcome.reading.replace(/_/g, " ")} (${c.outcome.method})${c.outcome.agrees ? "" : " · does not match"}`, "reasons"));
   const skipped = c.checks_skipped ? `, ${c.checks_skipped} skipped` : "";
   const head = el("p", `Checks ${c.checks_passed}/${c.checks_total} passed${skipped}` +
     (v ? ` · blinded judge: ${Math.round(v.score * 100)}% yes (needs ${Math.round(v.threshold * 100)}%)${v.accepted ? "" : " · not accepted"}` : " · judge not asked"),
@@ -83,9 +84,9 @@ function renderCritic(c) {
   }
   box.appendChild(ul);
   if (v) {
-    const scores = Object.entries(v.scores).map(([k, s]) => `${k.replace(/_/g, " ")} ${s}`).join(" · ");
-    box.appendChild(el("p", scores, "scores"));
-    if (v.reasons) box.appendChild(el("p", `Judge: ${v.reasons}`, "reasons"));
+    const answers = Object.entries(v.answers || {}).map(([k, yes]) => `${yes ? "✓" : "✗"} ${k.replace(/_/g, " ")}`).join(" · ");
+    box.appendChild(el("p", answers, "scores"));
+    if (v.vetoed && v.vetoed.length) box.appendChild(el("p", `Veto: ${v.vetoed.join(", ")}`, "reasons"));
     if (v.feedback) box.appendChild(el("p", `Feedback: ${v.feedback}`, "reasons"));
   }
 }

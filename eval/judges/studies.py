@@ -43,8 +43,10 @@ from trialwright.tools.fake_llm import FakeSchemaChat
 from trialwright.tools.llm import (
     ChatEndpoint,
     LLMCall,
+    at_temperature_zero,
     call_structured,
     chat_endpoint,
+    judge_endpoint,
     open_endpoints,
 )
 from trialwright.tools.local_llm import MODELS, LocalLLMServer
@@ -131,18 +133,13 @@ def open_judges(settings: Settings, specs: Sequence[JudgeSpec],
     with ExitStack() as stack:
         if models - {"fake"}:
             generator, judge = stack.enter_context(open_endpoints(settings, llm))
-            base_url = settings.judge_base_url or settings.llm_base_url
             for model in models - {"fake"}:
                 if model in ("default", judge.model_id):
                     found[model] = judge
                 elif model == generator.model_id:
-                    found[model] = ChatEndpoint(chat=generator.chat.bind(temperature=0.0),  # type: ignore[arg-type]
-                                                model_id=model, _gate=generator.gate())
-                elif base_url:
-                    key = (settings.judge_api_key.get_secret_value() if settings.judge_api_key
-                           else settings.api_key())
-                    found[model] = chat_endpoint(settings, base_url=base_url, model=model,
-                                                 api_key=key, temperature=0.0)
+                    found[model] = at_temperature_zero(generator)
+                elif settings.judge_base_url or settings.llm_base_url:
+                    found[model] = judge_endpoint(settings, generator, model=model)
                 elif model in MODELS and settings.llm_gguf is None:
                     server = stack.enter_context(LocalLLMServer.from_settings(
                         settings.model_copy(update={"llm_model": model})))
