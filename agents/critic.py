@@ -11,13 +11,14 @@ failure, which `generate --retry-errors` runs again.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from statistics import mean
 from typing import Any, Literal
 
 from trialwright.agents.common import PROMPTS, AgentDeps, timed
 from trialwright.agents.state import ReportState, Round
 from trialwright.tools.checks import CheckInput, run_checks
-from trialwright.tools.schema import JudgeOutput
+from trialwright.tools.schema import CheckResult, Evidence, JudgeOutput, Spec, SyntheticTrial
 
 Next = Literal["reason", "draft", "revise_outcome", "read_outcome", "judge", "accept", "reject"]
 
@@ -29,7 +30,7 @@ async def check_consistency(state: ReportState, deps: AgentDeps) -> dict[str, An
     results = run_checks(CheckInput(
         spec=spec, evidence=evidence, rationale=state.get("rationale"), draft=state.get("draft"),
         draft_error=state.get("draft_error", ""), rationale_error=state.get("rationale_error", ""),
-        copy_ngram=s.copy_ngram, copy_max_overlap=s.copy_max_overlap,
+        copy_ngram=s.copy_ngram, copy_max_overlap=s.copy_max_overlap, copy_max_span=s.copy_max_span,
         chosen=state.get("topic") or {}, corpus=deps.privacy, ranges=deps.ranges))
     return {"checks": results, "outcome": None, "verdict": None,
             **timed("check", state.get("revision", 0), t0)}
@@ -83,3 +84,43 @@ def judge_decision(out: JudgeOutput, threshold: float) -> tuple[float, bool]:
     scores = out.scores.model_dump().values()
     avg = round(mean(scores), 3)
     return avg, out.verdict == "accept" and avg >= threshold and min(scores) >= 2
+
+
+#: Checks of the generation loop's own rationale: not applicable to a finished external record.
+RATIONALE_CHECKS = frozenset({"rationale_valid", "rationale_cites_evidence"})
+
+
+async def critique_report(spec: Spec, draft: SyntheticTrial, deps: AgentDeps, *,
+                          evidence: Sequence[Evidence] = ()) -> dict[str, Any]:
+    """The critic's verdict on one finished record (a real trial, a planted defect, a report
+    from elsewhere): the same checks, outcome reader and blinded judge as the loop, with the same
+    re-asks, and no revision. `stage` says where it stopped: checks, outcome, judge, error or
+    accepted. Rationale checks are recorded as skipped: an external record has no rationale."""
+    from trialwright.agents.outcome_reader import read_outcome
+    from trialwright.agents.quality_judge import judge_quality
+
+    state: dict[str, Any] = {"spec": spec, "evidence": list(evidence), "rationale": None,
+                             "draft": draft, "revision": 0, "critic_failures": 0, "llm_calls": [],
+                             "topic": {"condition": spec.condition or draft.diseases[0],
+                                       "intervention": spec.intervention or draft.drugs[0]}}
+    checks = [c if c.name not in RATIONALE_CHECKS else
+              CheckResult.skip(c.name, "an external record has no rationale")
+              for c in (await check_consistency(state, deps))["checks"]]
+    result: dict[str, Any] = {"checks": checks, "outcome": None, "verdict": None,
+                              "failed_checks": [c.name for c in checks if not c.passed]}
+    if result["failed_checks"]:
+        return {**result, "stage": "checks", "accepted": False, "llm_calls": []}
+    for stage, node in (("outcome", read_outcome), ("judge", judge_quality)):
+        key = "outcome" if stage == "outcome" else "verdict"
+        for _ in range(deps.settings.critic_retries + 1):
+            update = await node(state, deps)
+            state["llm_calls"] += update.get("llm_calls", [])
+            state["critic_failures"] = update.get("critic_failures", state["critic_failures"])
+            if update[key] is not None:
+                break
+        result[key] = value = update[key]
+        if value is None:
+            return {**result, "stage": "error", "accepted": False, "llm_calls": state["llm_calls"]}
+        if not (value.agrees if stage == "outcome" else value.accepted):
+            return {**result, "stage": stage, "accepted": False, "llm_calls": state["llm_calls"]}
+    return {**result, "stage": "accepted", "accepted": True, "llm_calls": state["llm_calls"]}

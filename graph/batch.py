@@ -25,8 +25,8 @@ import aiosqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from trialwright.agents.common import AgentDeps, prompt_hashes
 from trialwright.agents.provenance import build_record
+from trialwright.graph.checkpoint_serde import checkpoint_serde
 from trialwright.graph.generation import build_generation_graph, run_config
-from trialwright.graph.state import checkpoint_serde
 from trialwright.tools.schema import Spec
 from trialwright.tools.writer import (
     JsonlWriter,
@@ -37,7 +37,7 @@ from trialwright.tools.writer import (
 )
 
 GENERATION_SETTINGS = ("k_evidence", "max_revisions", "parse_retries", "quality_min_share",
-                       "calibration_quantile", "critic_retries", "copy_ngram", "copy_max_overlap", "corpus_copy_check", "llm_temperature",
+                       "calibration_quantile", "critic_retries", "copy_ngram", "copy_max_overlap", "copy_max_span", "corpus_copy_check", "llm_temperature",
                        "llm_max_tokens", "encoder", "collection")
 
 

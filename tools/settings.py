@@ -94,6 +94,8 @@ class Settings(BaseSettings):
                                 "judge that gave no valid answer (never a redraft)")
     copy_ngram: int = Field(12, ge=4, description="n for the verbatim-copy check")
     copy_max_overlap: float = Field(0.2, ge=0, le=1)
+    copy_max_span: int = Field(24, ge=8, description="longest verbatim run (words) allowed from "
+                               "one retrieved trial")
     corpus_copy_check: bool = Field(
         True, description="also check every report against the whole real corpus (an n-gram index)")
 
