@@ -15,7 +15,8 @@ SERVER_DEPS: dict[str, AgentDeps] = {}
 
 
 class ChatSetupError(RuntimeError):
-    """The chat cannot start (no indexed trials, unknown --llm); the message says what to do."""
+    """The chat cannot start (unknown --llm); the message says what to do. An empty store is
+    `tools.store.EmptyStoreError`."""
 
 
 @contextmanager
@@ -26,15 +27,13 @@ def open_chat_deps(settings: Settings, llm: str = "auto") -> Iterator[AgentDeps]
     from trialwright.tools.encoder import Encoder
     from trialwright.tools.llm import open_endpoints
     from trialwright.tools.privacy_index import corpus_index
-    from trialwright.tools.store import open_store
+    from trialwright.tools.store import open_nonempty_store
     from trialwright.tools.trials import load_top
 
     if llm not in ("auto", "fake"):
         raise ChatSetupError(f"--llm {llm!r}: expected 'auto' or 'fake'")
-    store = open_store(settings)
+    store = open_nonempty_store(settings)
     try:
-        if store.count() == 0:
-            raise ChatSetupError("the store is empty: run `trialwright index` first")
         privacy = corpus_index(settings, load_top(settings.top_dir / f for f in settings.top_files))
         with open_endpoints(settings, llm) as (generator, judge):
             yield attach_critic_references(AgentDeps(

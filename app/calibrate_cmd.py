@@ -25,7 +25,7 @@ def calibrate_command(
     """Calibrate the judge on real trials of each outcome (label from the TOP benchmark)."""
     from trialwright.agents.calibration import calibrate, save_calibration
     from trialwright.agents.common import AgentDeps
-    from trialwright.app.cli import UserError, out, settings_for, user_errors
+    from trialwright.app.common import UserError, out, settings_for, user_errors
     from trialwright.tools.ctgov import load_records
     from trialwright.tools.llm import open_endpoints
     from trialwright.tools.trials import normalise_phase

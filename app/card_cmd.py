@@ -28,7 +28,7 @@ def card_command(
     data: Annotated[Path | None, typer.Option("--data", help="data folder holding top/")] = None,
 ) -> None:
     """Utility, fidelity, diversity, privacy and judge reliability in one eval card."""
-    from trialwright.app.cli import UserError, out, settings_for, user_errors
+    from trialwright.app.common import UserError, out, settings_for, user_errors
     from trialwright.eval.quality.run import bag_of_words_embedder
     from trialwright.eval.report.card import build_card
 

@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-
-err = Console(stderr=True, soft_wrap=True)
+from trialwright.app.common import err, fail, settings_for, user_errors
 
 
 def chat_command(
@@ -29,11 +27,9 @@ def chat_command(
     ask for changes, approve, export (JSON + Markdown). Conversations survive a restart."""
     from trialwright.agents.chat_deps import ChatSetupError, open_chat_deps
     from trialwright.app.chat_ui import is_local, serve_chat
-    from trialwright.app.cli import user_errors
-    from trialwright.tools.settings import load_settings
 
+    settings = settings_for()
     with user_errors():
-        settings = load_settings()
         db_path = db or settings.store_path.parent / "chat.sqlite"
         if not is_local(host):
             err.print(f"[bold yellow]warning:[/] listening on {host}: anyone who can reach this "
@@ -46,5 +42,4 @@ def chat_command(
                                f"trialwright chat: [bold]{url}[/] (Ctrl-C to stop; "
                                f"conversations in {db_path})", highlight=False))
         except ChatSetupError as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False)
-            raise typer.Exit(2) from None
+            raise fail(str(e)) from None

@@ -4,87 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
-import tomllib
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
-from trialwright.tools.settings import ConfigFileError, Settings, load_settings
+from trialwright.app.calibrate_cmd import calibrate_command
+from trialwright.app.card_cmd import card_command
+from trialwright.app.chat_cmd import chat_command
+from trialwright.app.common import (
+    Data,
+    ProgressReport,
+    UserError,
+    err,
+    fail,
+    load_corpus,
+    out,
+    settings_for,
+    user_errors,
+)
+from trialwright.app.eval_cmd import eval_command
+from trialwright.app.judge_cmd import judge_command, review_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Synthetic, outcome-labelled clinical-trial reports grounded in real trials.")
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-Data = Annotated[Path | None, typer.Option("--data", help="data folder holding top/")]
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed without a traceback."""
-
-
-@contextmanager
-def user_errors():
-    from trialwright.graph.batch import BatchError
-    from trialwright.tools.encoder import EncoderError
-    from trialwright.tools.local_llm import LocalModelError
-    from trialwright.tools.plan import PlanError
-    from trialwright.tools.store import StoreError
-    from trialwright.tools.trials import DataError
-
-    try:
-        yield
-    except (UserError, DataError, StoreError, EncoderError, LocalModelError, PlanError,
-            BatchError) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
-    except ValidationError as e:
-        first = e.errors()[0]
-        name = ".".join(map(str, first["loc"]))
-        err.print(f"[bold red]error:[/] invalid setting '{name}' (TRIALWRIGHT_{name.upper()}, "
-                  f".env or trialwright.toml): {first['msg']}", highlight=False)
-        raise typer.Exit(2) from None
-    except SettingsError as e:
-        # pydantic-settings names the field; say which variable carries it.
-        field = str(e).split("field ")[-1].split(" ")[0].strip('"\'')
-        err.print(f"[bold red]error:[/] invalid setting '{field}' (TRIALWRIGHT_{field.upper()}): "
-                  f"{e}", highlight=False)
-        raise typer.Exit(2) from None
-    except ConfigFileError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
-        raise typer.Exit(2) from None
-    except tomllib.TOMLDecodeError as e:
-        err.print(f"[bold red]error:[/] {os.environ.get('TRIALWRIGHT_CONFIG', 'trialwright.toml')}"
-                  f": invalid TOML: {e}", highlight=False)
-        raise typer.Exit(2) from None
-
-
-def settings_for(**overrides: Any) -> Settings:
-    with user_errors():
-        return load_settings(**overrides)
-
-
-def load_corpus(settings: Settings, limit: int | None = None):
-    from trialwright.tools.trials import load_top
-
-    files = [settings.top_dir / f for f in settings.top_files]
-    trials = load_top(files)
-    return trials[:limit] if limit else trials
 
 
 @app.command()
@@ -109,11 +54,9 @@ def index(data: Data = None, limit: Annotated[int | None, typer.Option(min=1)] =
         trials = load_corpus(s, limit)
         encoder, store = Encoder(s), open_store(s)
         try:
-            with _bar() as bar:
-                task = bar.add_task("embedding", total=len(trials))
-                stats = index_trials(trials, encoder, store,
-                                     on_batch=lambda n: bar.advance(task, n))
-                bar.update(task, completed=len(trials))
+            with ProgressReport("embedding", len(trials)) as progress:
+                stats = index_trials(trials, encoder, store, on_batch=progress.advance)
+                progress.update(len(trials))
             total = store.count()
         finally:
             store.close()
@@ -130,17 +73,15 @@ def search(text: str,
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Find real trials similar to TEXT."""
     from trialwright.tools.encoder import Encoder
-    from trialwright.tools.store import open_store
+    from trialwright.tools.store import open_nonempty_store
     from trialwright.tools.trials import PHASES, normalise_phase
 
     s = settings_for()
     with user_errors():
         if phase is not None and normalise_phase(phase) not in PHASES:
             raise UserError(f"--phase {phase!r}: expected one of {', '.join(PHASES)}")
-        store = open_store(s)
+        store = open_nonempty_store(s)
         try:
-            if store.count() == 0:
-                raise UserError("the store is empty: run `trialwright index` first")
             hits = store.search(Encoder(s).encode_one(text), k,
                                 phase=normalise_phase(phase) if phase else None, label=label)
         finally:
@@ -176,6 +117,11 @@ def generate(
     retry_errors: Annotated[bool, typer.Option(
         help="on resume, run again the specs that failed with an error (endpoint down, "
              "timeout); their old records move to rejected.retried.jsonl")] = False,
+    until_accepted: Annotated[bool, typer.Option(
+        help="--n counts ACCEPTED reports in the --label-ratio mix: keep drawing specs per "
+             "label until each label's share is accepted, or --spec-budget is spent")] = False,
+    spec_budget: Annotated[int | None, typer.Option(
+        min=1, help="with --until-accepted: specs to draw at most (default 4 x --n)")] = None,
     data: Data = None,
 ) -> None:
     """Generate N synthetic reports into --out (resumes if --out holds the same run)."""
@@ -184,37 +130,50 @@ def generate(
     from trialwright.tools.encoder import Encoder
     from trialwright.tools.llm import open_endpoints
     from trialwright.tools.plan import plan_specs
+    from trialwright.tools.schema import LABEL_WORD
     from trialwright.tools.privacy_index import corpus_index
-    from trialwright.tools.store import open_store
+    from trialwright.tools.store import open_nonempty_store
     from trialwright.tools.trials import normalise_phase
 
     s = settings_for(data_dir=data, max_revisions=max_revisions, k_evidence=k)
     for name, value, choices in (("--llm", llm, ("auto", "fake")),
                                  ("--backend", backend, ("asyncio", "ray"))):
         if value not in choices:
-            err.print(f"[bold red]error:[/] {name} {value!r}: expected one of {', '.join(choices)}")
-            raise typer.Exit(2)
+            raise fail(f"{name} {value!r}: expected one of {', '.join(choices)}")
     if ray_address and backend != "ray":
-        err.print("[bold red]error:[/] --ray-address needs --backend ray")
-        raise typer.Exit(2)
+        raise fail("--ray-address needs --backend ray")
+    if until_accepted and backend != "asyncio":
+        raise fail("--until-accepted runs on --backend asyncio")
+    if spec_budget is not None and not until_accepted:
+        raise fail("--spec-budget needs --until-accepted")
+    quota = None
+    if until_accepted:
+        quota = {1: round(n * label_ratio), 0: n - round(n * label_ratio)}
+        budget = spec_budget or 4 * n
+        if budget < n:
+            raise fail(f"--spec-budget {budget} is below --n {n}")
     with user_errors():
         corpus = load_corpus(s)
-        specs = plan_specs(corpus, n, seed=seed, phase=normalise_phase(phase) if phase else None,
+        specs = plan_specs(corpus, budget if quota else n, seed=seed,
+                           phase=normalise_phase(phase) if phase else None,
                            label_ratio=label_ratio, condition=condition, intervention=intervention)
         privacy = corpus_index(s, corpus)
-        store = open_store(s)
+        store = open_nonempty_store(s)
         try:
-            if store.count() == 0:
-                raise UserError("the store is empty: run `trialwright index` first")
-            with open_endpoints(s, llm) as (generator, judge), _bar() as bar:
-                task = bar.add_task("reports", total=n)
+            if llm == "auto" and not s.llm_base_url:
+                err.print("starting the embedded LLM server (it loads the model first)",
+                          highlight=False)
+            with open_endpoints(s, llm) as (generator, judge), \
+                    ProgressReport("reports", n) as progress:
 
                 def show(p) -> None:
                     rate = p.finished / max(1e-9, time.perf_counter() - p.started)
-                    bar.update(task, completed=p.done_before + p.finished, description=(
+                    mix = " · ".join(f"{LABEL_WORD[int(k)]} {v['accepted']}/{v['attempted']}"
+                                     for k, v in sorted(p.by_label.items()))
+                    progress.update(p.done_before + (p.accepted if quota else p.finished), (
                         f"accepted {p.accepted} · rejected {p.rejected} · revisions "
                         f"{p.revisions} · tokens {p.input_tokens + p.output_tokens} · "
-                        f"{rate * 60:.1f}/min"))
+                        f"{rate * 60:.1f}/min" + (f" · accepted/attempted {mix}" if mix else "")))
 
                 deps = attach_critic_references(AgentDeps(
                     settings=s, generator=generator, judge=judge, store=store,
@@ -228,7 +187,8 @@ def generate(
 
                     summary = asyncio.run(run_batch(specs, deps, out_dir, concurrency=concurrency,
                                                     report_timeout_s=report_timeout,
-                                                    retry_errors=retry_errors, on_progress=show))
+                                                    retry_errors=retry_errors, on_progress=show,
+                                                    until_accepted=quota))
         finally:
             store.close()
     out.print(f"[bold]{summary['accepted']}[/] accepted, {summary['rejected']} rejected "
@@ -236,9 +196,11 @@ def generate(
               f"{summary['tokens']['input']}/{summary['tokens']['output']}")
     mix = summary.get("accepted_by_label", {})
     out.print("accepted by label: " + ", ".join(f"{k}: {v['accepted']}/{v['planned']}"
-                                                 for k, v in mix.items()))
+                                                 for k, v in mix.items())
+              + (f" (target {quota[1]} + {quota[0]}; {summary.get('unused_specs', 0)} of "
+                 f"{len(specs)} budgeted specs unused)" if quota else ""))
     rates = [v["accepted"] / v["planned"] for v in mix.values() if v["planned"]]
-    if len(rates) == 2 and abs(rates[0] - rates[1]) > 0.3:
+    if not quota and len(rates) == 2 and abs(rates[0] - rates[1]) > 0.3:
         err.print("[yellow]warning:[/] the accepted reports' label mix differs from the plan "
                   "(the judge may favour one outcome); check rejected.jsonl or use a stronger "
                   "judge (TRIALWRIGHT_JUDGE_*)")
@@ -272,12 +234,11 @@ def _generate_on_ray(specs: list, deps: Any, llm: str, out_dir: Path, concurrenc
     ensure_ray(address)
     try:
         retrieval = None if s.qdrant_url else start_retrieval(SettingsRetrieval(s))
-        chat = deps.generator.chat
         factory = SettingsDeps(
             settings=s, llm="fake" if llm == "fake" else "endpoint",
-            base_url=getattr(chat, "openai_api_base", None), model=deps.generator.model_id,
-            api_key=s.api_key() if s.llm_base_url else "not-needed",
-            slots=deps.generator.max_concurrency, retrieval=retrieval,
+            base_url=deps.generator.base_url, model=deps.generator.model_id,
+            api_key=deps.generator.api_key, slots=deps.generator.max_concurrency,
+            retrieval=retrieval,
             privacy_dir=str(deps.privacy.folder) if deps.privacy is not None else None)
         return run_batch_ray(specs, WorkerDeps.like(deps, factory), out_dir,
                              max_in_flight=concurrency, report_timeout_s=report_timeout,
@@ -299,28 +260,13 @@ def quickstart(n: Annotated[int, typer.Option("--n", min=1)] = 3,
              retry_errors=False, data=None)
 
 
-def _register_extensions() -> None:
-    """Commands that live in their own modules (each imports its heavy parts lazily)."""
-    from trialwright.app.calibrate_cmd import calibrate_command
-    from trialwright.app.card_cmd import card_command
-    from trialwright.app.chat_cmd import chat_command
-    from trialwright.app.eval_cmd import eval_command
-    from trialwright.app.judge_cmd import judge_command, review_command
-
-    app.command("eval")(eval_command)
-    app.command("judge")(judge_command)
-    app.command("review")(review_command)
-    app.command("card")(card_command)
-    app.command("chat")(chat_command)
-    app.command("calibrate")(calibrate_command)
-
-
-_register_extensions()
-
-
-def _bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err)
+# Commands that live in their own modules (each imports its heavy parts lazily).
+app.command("eval")(eval_command)
+app.command("judge")(judge_command)
+app.command("review")(review_command)
+app.command("card")(card_command)
+app.command("chat")(chat_command)
+app.command("calibrate")(calibrate_command)
 
 
 def main() -> None:

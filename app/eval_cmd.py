@@ -13,21 +13,14 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
+from trialwright.app.common import err as _err
+from trialwright.app.common import fail as _fail
+from trialwright.app.common import out as _out
 
 PHASE_CHOICES = {"i": ["I"], "1": ["I"], "ii": ["II"], "2": ["II"], "iii": ["III"], "3": ["III"],
                  "all": ["I", "II", "III"]}
 CPU_TRAIN_SAMPLES_PER_S = 0.9  # MiniLM at 512 tokens on 2 cores (bench/results/finetune.json)
-
-_out = Console()
-_err = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(2)
-
 
 def _parse_ratios(ratios: str) -> list[float]:
     try:

@@ -18,7 +18,7 @@ DEFAULT_PROBES = "plain,verbosity,real,pairwise"
 def generated_lines(path: Path, with_rejected: bool) -> tuple[list[dict[str, Any]], list[Path]]:
     """Records holding a report, from `path` (a reports.jsonl or a run folder) and, with
     `with_rejected`, its rejected file; and the files read."""
-    from trialwright.app.cli import UserError
+    from trialwright.app.common import UserError
     from trialwright.eval.synthetic_reports import (
         EvalInputError,
         generated_files,
@@ -53,7 +53,7 @@ def judge_command(
     import numpy as np
     from rich.table import Column, Table
     from trialwright.agents.common import prompt_hashes
-    from trialwright.app.cli import (
+    from trialwright.app.common import (
         UserError,
         err,
         load_corpus,
@@ -178,7 +178,7 @@ def review_command(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Export reports for human review; pass the filled sheet to `judge --human`."""
-    from trialwright.app.cli import UserError, out, user_errors
+    from trialwright.app.common import UserError, out, user_errors
     from trialwright.eval.judges.human import export_review_sheet
 
     with user_errors():

@@ -25,7 +25,7 @@ from trialwright.tools.llm import open_endpoints
 from trialwright.tools.plan import plan_specs
 from trialwright.tools.privacy_index import corpus_index
 from trialwright.tools.settings import Settings
-from trialwright.tools.store import open_store
+from trialwright.tools.store import open_nonempty_store
 from trialwright.tools.trials import load_top
 from trialwright.tools.writer import read_jsonl
 
@@ -102,9 +102,7 @@ def embedded_run(n: int, concurrency: int | None = None, max_revisions: int = 1,
     corpus = load_top([s.top_dir / f for f in s.top_files])
     specs = plan_specs(corpus, n, seed=seed, label_ratio=0.5, phase=phase)
     concurrency = concurrency or s.llm_parallel
-    store = open_store(s)
-    if store.count() == 0:
-        raise SystemExit("the store is empty: run `trialwright index` first")
+    store = open_nonempty_store(s)
     try:
         with open_endpoints(s) as (generator, judge), tempfile.TemporaryDirectory() as tmp:
             out = keep or Path(tmp)

@@ -14,7 +14,7 @@ import json
 import platform
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -55,6 +55,7 @@ class Progress:
     revisions: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    by_label: dict[str, dict[str, int]] = field(default_factory=dict)  # accepted / attempted
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -68,6 +69,9 @@ class Progress:
         else:
             self.rejected += 1
         self.errors += failed_with_error(record)
+        mix = self.by_label.setdefault(str(record["label"]), {"accepted": 0, "attempted": 0})
+        mix["attempted"] += 1
+        mix["accepted"] += record["status"] == "accepted"
         self.revisions += prov["revisions"]
         self.input_tokens += prov["tokens"]["input"]
         self.output_tokens += prov["tokens"]["output"]
@@ -218,11 +222,19 @@ async def finish_spec(graph: Any, spec: Spec, config: dict[str, Any],
 
 async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrency: int = 4,
                     report_timeout_s: float | None = None, retry_errors: bool = False,
-                    on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
-    """Generate every spec not already written in `out`; returns the run summary (run.json)."""
-    run = open_run(specs, deps, out, concurrency=concurrency, retry_errors=retry_errors)
+                    on_progress: Callable[[Progress], None] | None = None,
+                    until_accepted: dict[int, int] | None = None) -> dict[str, Any]:
+    """Generate every spec not already written in `out`; returns the run summary (run.json).
+
+    `until_accepted` (label -> accepted reports wanted): `specs` is then a budget, taken in
+    order; a spec of a label starts only while that label's accepted plus in-flight reports are
+    under its target, so the accepted mix ends exactly at the plan (or the budget is spent).
+    """
+    extra = {"until_accepted": {str(k): v for k, v in until_accepted.items()}} if until_accepted else None
+    run = open_run(specs, deps, out, concurrency=concurrency, retry_errors=retry_errors, extra=extra)
     fp = run.fingerprint
     gate = asyncio.Semaphore(concurrency)
+    quota = _Quota(until_accepted, out) if until_accepted else None
 
     async with aiosqlite.connect(out / "checkpoints.sqlite") as conn:
         saver = AsyncSqliteSaver(conn, serde=checkpoint_serde())
@@ -230,15 +242,71 @@ async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrenc
 
         async def one(spec: Spec) -> None:
             config = run_config(deps, thread_id=f"{spec.spec_id}:{fp[:16]}")
-            async with gate:
-                state, error = await finish_spec(graph, spec, config, report_timeout_s)
-            await asyncio.to_thread(run.write, build_record(state, deps, error), on_progress)
-            await saver.adelete_thread(config["configurable"]["thread_id"])
+            record: dict[str, Any] | None = None
+            try:
+                async with gate:
+                    state, error = await finish_spec(graph, spec, config, report_timeout_s)
+                record = build_record(state, deps, error)
+                await asyncio.to_thread(run.write, record, on_progress)
+                await saver.adelete_thread(config["configurable"]["thread_id"])
+            finally:
+                if quota is not None:
+                    await quota.release(spec.label, accepted=bool(record) and record["status"] == "accepted")
 
         if on_progress:
             on_progress(run.progress)
-        await asyncio.gather(*(one(s) for s in run.pending))
+        if quota is None:
+            await asyncio.gather(*(one(s) for s in run.pending))
+        else:
+            tasks = [asyncio.create_task(one(s)) async for s in quota.dispatch(run.pending)]
+            await asyncio.gather(*tasks)
+            run.summary["unused_specs"] = quota.unused
     return run.finish()
+
+
+class _Quota:
+    """Accepted + in-flight reports per label, kept under each label's target."""
+
+    def __init__(self, targets: dict[int, int], out: Path):
+        self.targets = targets
+        self.accepted = {label: 0 for label in targets}
+        for r in read_jsonl(out / "reports.jsonl"):  # a resumed run counts what it has
+            self.accepted[int(r["label"])] = self.accepted.get(int(r["label"]), 0) + 1
+        self.in_flight = {label: 0 for label in targets}
+        self.unused = 0
+        self.changed = asyncio.Condition()
+
+    def _room(self, label: int) -> bool:
+        return self.accepted.get(label, 0) + self.in_flight.get(label, 0) < self.targets.get(label, 0)
+
+    def _met(self, label: int) -> bool:
+        return self.accepted.get(label, 0) >= self.targets.get(label, 0)
+
+    async def dispatch(self, pending: list[Spec]) -> AsyncIterator[Spec]:
+        """The budget's specs in order, each when its label has room; a spec whose label's
+        target is met is never run (`unused`). Ends when every target is met or the budget of
+        an unmet label is spent."""
+        queue = list(pending)
+        while queue:
+            async with self.changed:
+                unused = [s for s in queue if self._met(s.label)]
+                self.unused += len(unused)
+                queue = [s for s in queue if not self._met(s.label)]
+                pick = next((s for s in queue if self._room(s.label)), None)
+                if pick is None:
+                    if not queue or not any(self.in_flight.values()):
+                        break
+                    await self.changed.wait()  # a report in flight may still be rejected
+                    continue
+                self.in_flight[pick.label] = self.in_flight.get(pick.label, 0) + 1
+                queue.remove(pick)
+            yield pick
+
+    async def release(self, label: int, *, accepted: bool) -> None:
+        async with self.changed:
+            self.in_flight[label] -= 1
+            self.accepted[label] = self.accepted.get(label, 0) + accepted
+            self.changed.notify_all()
 
 
 def _count(out: Path) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from trialwright.agents.outcome_reader import read_outcome
 from trialwright.agents.quality_judge import judge_quality
 from trialwright.agents.reasoner import reason_outcome
 from trialwright.agents.retriever import retrieve_evidence
-from trialwright.graph.state import checkpoint_serde
+from trialwright.graph.checkpoint_serde import checkpoint_serde
 
 AUTO_REVISIONS = 1  # self-corrections per turn before the person sees the draft
 

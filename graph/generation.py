@@ -26,7 +26,7 @@ from trialwright.agents.outcome_reader import read_outcome
 from trialwright.agents.quality_judge import judge_quality
 from trialwright.agents.reasoner import reason_outcome
 from trialwright.agents.retriever import retrieve_evidence
-from trialwright.graph.state import ReportState
+from trialwright.agents.state import ReportState
 from trialwright.tools.schema import Spec
 
 

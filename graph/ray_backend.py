@@ -28,8 +28,8 @@ from trialwright.agents.calibration import Calibration
 from trialwright.agents.common import AgentDeps
 from trialwright.agents.provenance import build_record
 from trialwright.graph.batch import Progress, _versions, finish_spec, open_run
+from trialwright.graph.checkpoint_serde import checkpoint_serde
 from trialwright.graph.generation import build_generation_graph, run_config
-from trialwright.graph.state import checkpoint_serde
 from trialwright.tools.plausible_ranges import PlausibleRanges
 from trialwright.tools.schema import Spec
 from trialwright.tools.settings import Settings

@@ -97,3 +97,51 @@ def test_kill_9_mid_batch_then_resume_loses_and_duplicates_nothing(tmp_path):
     final = ids(tmp_path / "reports.jsonl") + ids(tmp_path / "rejected.jsonl")
     assert sorted(final) == [f"r{i:03d}" for i in range(n)]  # none lost, none duplicated
     assert json.loads((tmp_path / "run.json").read_text())["sessions"] == 2
+
+
+class HalfFailingDrafts(FakeSchemaChat):
+    """Every other failure-labelled draft has a contradictory design (rejected by the checks)."""
+
+    n_failure_drafts: int = 0
+
+    def _answer(self, kwargs):
+        result = super()._answer(kwargs)
+        msg = result.generations[0].message
+        answer = json.loads(msg.content)
+        if answer.get("label") == 0 and "arms" in answer:
+            self.n_failure_drafts += 1
+            if self.n_failure_drafts % 2:
+                answer["arms"] = answer["arms"][:1]  # randomised, double-blind, one arm
+            msg.content = json.dumps(answer)
+        return result
+
+
+def quota_deps():
+    d = deps(0.0)
+    d.generator = d.judge = ChatEndpoint(chat=HalfFailingDrafts(), model_id="fake")
+    d.settings = d.settings.model_copy(update={"max_revisions": 0})
+    return d
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_until_accepted_stops_at_the_planned_mix_without_overshoot(tmp_path, concurrency):
+    summary = asyncio.run(run_batch(specs(16), quota_deps(), tmp_path, concurrency=concurrency,
+                                    until_accepted={1: 3, 0: 3}))
+    acc = list(read_jsonl(tmp_path / "reports.jsonl"))
+    rej = list(read_jsonl(tmp_path / "rejected.jsonl"))
+    assert sorted(r["label"] for r in acc) == [0, 0, 0, 1, 1, 1]
+    assert [r["label"] for r in rej] == [0] * len(rej) and len(rej) >= 2  # failures were retried
+    assert summary["accepted_by_label"]["1"] == {"accepted": 3, "planned": 3}
+    assert summary["unused_specs"] == 16 - len(acc) - len(rej)
+    assert summary["until_accepted"] == {"1": 3, "0": 3}
+    again = asyncio.run(run_batch(specs(16), quota_deps(), tmp_path, concurrency=concurrency,
+                                  until_accepted={1: 3, 0: 3}))  # resume: the targets are met
+    assert again["accepted"] == 6 and again["this_session"]["generated"] == 0
+
+
+def test_until_accepted_ends_when_the_spec_budget_is_spent(tmp_path):
+    summary = asyncio.run(run_batch(specs(6), quota_deps(), tmp_path, concurrency=2,
+                                    until_accepted={1: 1, 0: 3}))
+    by = summary["accepted_by_label"]
+    assert by["1"]["accepted"] == 1 and by["0"]["accepted"] < 3  # 3 failure specs, half rejected
+    assert by["0"]["planned"] == 3 and summary["unused_specs"] == 2

@@ -27,7 +27,7 @@ from trialwright.graph.chat import (
     open_chat_checkpointer,
     turn_input,
 )
-from trialwright.graph.state import checkpoint_serde
+from trialwright.graph.checkpoint_serde import checkpoint_serde
 from trialwright.tools.llm import ChatEndpoint
 from trialwright.tools.schema import Spec, SyntheticTrial
 from trialwright.tools.settings import Settings

@@ -144,3 +144,72 @@ def test_generate_on_ray_matches_asyncio_and_resumes_across_backends(env, monkey
     assert {o[3] for o in outcomes("ray").values()} == {"endpoint-model"}
     bad = runner.invoke(app, [*args, "--llm", "fake", "--out", "x", "--ray-address", "auto"])
     assert bad.exit_code == 2 and "--backend ray" in bad.output
+
+
+def test_progress_off_a_terminal_is_a_plain_line_now_and_then():
+    """Piped output (CI, `| tee`): a line at the start, on change at most every `every_s`, after
+    `quiet_s` without change, and at the end."""
+    import io
+
+    from rich.console import Console
+    from trialwright.app.common import ProgressReport
+
+    now, buf = [0.0], io.StringIO()
+    with ProgressReport("reports", 10, console=Console(file=buf, width=200), every_s=5,
+                        quiet_s=30, tick_s=3600, clock=lambda: now[0]) as progress:
+        progress.update(1, "accepted 1")
+        now[0] = 2
+        progress.update(2, "accepted 2")  # 2 s after the last line: too soon
+        now[0] = 5
+        progress.update(3, "accepted 3")
+        now[0] = 20
+        progress.tick()  # unchanged, 15 s quiet: nothing
+        now[0] = 36
+        progress.tick()  # unchanged, 31 s quiet: a line all the same
+        now[0] = 40
+    assert buf.getvalue().splitlines() == [
+        "reports 0/10 (0%) · 0s", "reports 3/10 (30%) · accepted 3 · 5s",
+        "reports 3/10 (30%) · accepted 3 · 36s", "reports 3/10 (30%) · accepted 3 · 40s"]
+
+
+def test_progress_on_a_terminal_is_richs_bar():
+    import io
+
+    from rich.console import Console
+    from trialwright.app.common import ProgressReport
+
+    buf = io.StringIO()
+    with ProgressReport("reports", 2, console=Console(file=buf, force_terminal=True)) as progress:
+        progress.update(2, "accepted 2")
+    assert "━" in buf.getvalue() and "reports 2/2 (100%)" not in buf.getvalue()
+
+
+def test_long_commands_log_progress_lines_when_output_is_not_a_terminal(env, tmp_path):
+    """CliRunner's output is not a terminal, as under CI, `| tee` or nohup: Rich's bar would
+    print nothing until the end, so index and generate print plain progress lines instead."""
+    index = runner.invoke(app, ["index"])
+    assert index.exit_code == 0, index.output
+    assert [line for line in index.output.splitlines() if line.startswith("embedding ")][-1] \
+        .startswith("embedding 40/40 (100%)")
+    res = runner.invoke(app, ["generate", "--n", "2", "--out", str(tmp_path / "run"),
+                              "--llm", "fake"])
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("reports ")]
+    assert lines[0].startswith("reports 0/2 (0%)"), res.output
+    assert lines[-1].startswith("reports 2/2 (100%) · accepted "), res.output
+
+
+def test_generate_until_accepted_reaches_the_planned_mix(env):
+    assert runner.invoke(app, ["index"]).exit_code == 0
+    out = env / "run-until-accepted"
+    res = runner.invoke(app, ["generate", "--n", "4", "--out", str(out), "--llm", "fake",
+                              "--until-accepted", "--spec-budget", "10", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["planned"] == 10 and run["until_accepted"] == {"1": 2, "0": 2}
+    assert {k: v["accepted"] for k, v in run["accepted_by_label"].items()} == {"0": 2, "1": 2}
+    assert run["unused_specs"] == 10 - run["accepted"] - run["rejected"]
+    assert "target 2 + 2" in res.output and "accepted/attempted" in res.output
+    bad = runner.invoke(app, ["generate", "--n", "4", "--out", str(env / "o2"), "--llm", "fake",
+                              "--spec-budget", "10"])
+    assert bad.exit_code == 2 and "--spec-budget needs --until-accepted" in bad.output

@@ -117,6 +117,20 @@ def test_judge_accuracy_on_real_trials_with_true_and_flipped_outcomes():
     assert acc["accuracy"] == 1.0 and acc["ece"] == 0.0 and acc["score_auc"] == 1.0
 
 
+def test_parity_on_real_trials_shows_a_verdict_that_follows_the_claimed_outcome():
+    trials = [Trial(nctid=f"NCT0000000{i}", label=i % 2, phase="phase 1", diseases=["gout"],
+                    drugs=["allopurinol"], criteria="Inclusion Criteria: adults") for i in range(4)]
+    items = real_trial_items(trials, n=4)
+    fair = agreement_report(judge_rows([verdict(True, 4)] * 8, items))["real_trial_parity"]
+    assert fair["m@critic_rubric"] | {} == {"n": 4, "accept_success_claim": 1.0,
+                                           "accept_failure_claim": 1.0, "accept_gap": 0.0,
+                                           "same_verdict": 1.0, "score_gap": 0.0}
+    says_the_claim = [verdict(i.truth["claimed_label"] == 1, 5 if i.truth["claimed_label"] else 1)
+                      for i in items]
+    biased = agreement_report(judge_rows(says_the_claim, items))["real_trial_parity"]["m@critic_rubric"]
+    assert biased["accept_gap"] == 1.0 and biased["same_verdict"] == 0.0 and biased["score_gap"] == 4.0
+
+
 def test_verdict_rows_keep_the_prompt_and_agree_with_checks(tmp_path):
     lines = [line(0, passed=True), line(1, passed=False)]
     items = generated_items(lines, lambda _: None, verbosity=False)

@@ -10,10 +10,12 @@ import pytest
 from trialwright.tools.settings import Settings
 from trialwright.tools.store import (
     EdgeStore,
+    EmptyStoreError,
     QdrantStore,
     StoreError,
     content_hash,
     mmr,
+    open_nonempty_store,
     open_store,
     point_id,
 )
@@ -208,3 +210,21 @@ def test_open_store_by_settings(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot reach"):
         open_store(Settings(store_path=tmp_path, store_backend="qdrant",
                             qdrant_url="http://127.0.0.1:9"))
+
+
+@pytest.mark.parametrize("backend", ["edge", "qdrant"])
+def test_open_nonempty_store_refuses_an_empty_store_and_closes_it(tmp_path: Path,
+                                                                  backend: str) -> None:
+    s = Settings(store_path=tmp_path, store_backend=backend, qdrant_url=None)
+    with pytest.raises(EmptyStoreError, match="trialwright index"):
+        open_nonempty_store(s)
+    store = open_store(s)  # opens again, so the refused one was closed (both lock their folder)
+    store.ensure_collection(DIM)
+    vecs, payloads = data()
+    store.upsert(ids(), vecs, payloads)
+    store.close()
+    store = open_nonempty_store(s)
+    try:
+        assert store.count() == N
+    finally:
+        store.close()

@@ -417,12 +417,10 @@ class LocalLLMServer:
             "port": self._want_port,
             "verbosity": self.verbosity,
         }
-        root = str(Path(__file__).resolve().parents[1])  # so the child imports this module
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-P", "-c", "import sys; from tools.local_llm import _child_main; "
+                [sys.executable, "-P", "-c", "import sys; from trialwright.tools.local_llm import _child_main; "
                  "_child_main(sys.argv[1])", json.dumps(config)],
                 stdin=subprocess.PIPE,  # the lifeline: closing it (or our death) ends the child
                 stdout=subprocess.PIPE,

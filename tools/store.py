@@ -459,13 +459,11 @@ def open_nonempty_store(settings: Settings) -> VectorStore:
     """The configured store, for a command that retrieves: refuses (closed again) if it is empty."""
     store = open_store(settings)
     try:
-        empty = store.count() == 0
+        if store.count() == 0:
+            raise EmptyStoreError("the store is empty: run `trialwright index` first")
     except BaseException:
         store.close()
         raise
-    if empty:
-        store.close()
-        raise EmptyStoreError("the store is empty: run `trialwright index` first")
     return store
 
 

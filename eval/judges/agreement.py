@@ -1,4 +1,4 @@
-"""Judge reliability from verdict tables: agreement, accuracy on real trials, bias probes.
+"""Judge reliability from verdict tables: agreement, parity on real trials, bias probes.
 
 Reads the verdict rows `trialwright judge` writes (`verdicts.jsonl`, one JSON per line) and the
 rows human reviewers return (`eval.judges.human`); never calls a model. A row:
@@ -160,6 +160,31 @@ def real_trial_accuracy(rows: Sequence[Row]) -> dict[str, Any]:
     return out
 
 
+def real_trial_parity(rows: Sequence[Row]) -> dict[str, Any]:
+    """Per judge, on real trials each shown claiming success and claiming failure (with an
+    outcome text matching the claim): does the verdict depend on the claimed outcome? A fair
+    critic's gap is 0 and its same-verdict share 1. (Whether a real trial succeeded cannot be
+    read from its registry text — that is the classifier's task, not the critic's.)"""
+    by_judge: dict[str, dict[str, dict[int, Row]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if r.get("probe") == "real" and r.get("accept") is not None:
+            by_judge[r["judge"]][r["truth"]["nctid"]][int(r["truth"]["claimed_label"])] = r
+    out = {}
+    for judge, trials in sorted(by_judge.items()):
+        pairs = [(t[1], t[0]) for t in trials.values() if 0 in t and 1 in t]
+        if not pairs:
+            continue
+        s = np.array([bool(a["accept"]) for a, _ in pairs], float)
+        f = np.array([bool(b["accept"]) for _, b in pairs], float)
+        scored = [(a["mean_score"], b["mean_score"]) for a, b in pairs
+                  if a.get("mean_score") is not None and b.get("mean_score") is not None]
+        out[judge] = {"n": len(pairs), "accept_success_claim": _num(s.mean()),
+                      "accept_failure_claim": _num(f.mean()), "accept_gap": _num((s - f).mean()),
+                      "same_verdict": _num((s == f).mean()),
+                      "score_gap": _num(float(np.mean([a - b for a, b in scored]))) if scored else None}
+    return out
+
+
 def outcome_bias(rows: Sequence[Row]) -> dict[str, Any]:
     """Per judge, accept rate of generated reports by the outcome they were asked to describe.
 
@@ -281,6 +306,7 @@ def agreement_report(rows: Sequence[Row], checks: dict[str, bool] | None = None)
         "krippendorff_alpha": {"accept_nominal": krippendorff_alpha(accept, "nominal"),
                                "mean_score_interval": krippendorff_alpha(scores, "interval")},
         "vs_checks": agreement_with_checks(accept, checks or {}),
+        "real_trial_parity": real_trial_parity(rows),
         "real_trials": real_trial_accuracy(rows),
         "outcome_bias": outcome_bias(rows),
         "position_bias": position_bias(rows),

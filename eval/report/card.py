@@ -175,7 +175,8 @@ def judges_section(agreement: dict[str, Any] | None, source: Path | None) -> Sec
             " writes DIR/agreement.json; pass it with --agreement."]])
     a = agreement
     rows = [[j, fmt(a["accept_rate"].get(j)), fmt(_get(a, "vs_checks", j, "kappa")),
-             fmt(_get(a, "real_trials", j, "accuracy")), fmt(_get(a, "real_trials", j, "ece")),
+             fmt(_get(a, "real_trial_parity", j, "accept_gap")),
+             fmt(_get(a, "real_trial_parity", j, "same_verdict")),
              fmt(_get(a, "position_bias", j, "first_slot_rate")),
              fmt(_get(a, "position_bias", j, "consistency")),
              fmt(_get(a, "verbosity_bias", j, "mean_score_change")),
@@ -188,13 +189,16 @@ def judges_section(agreement: dict[str, Any] | None, source: Path | None) -> Sec
         paragraphs=[f"{len(a['judges'])} judges on {a['items']} reports: Fleiss κ "
                     f"{fmt(a['fleiss_kappa'])}, Krippendorff α {fmt(alpha['accept_nominal'])} "
                     f"(accept/revise), {fmt(alpha['mean_score_interval'])} (mean scores)."],
-        tables=[Table(["judge", "accept rate", "κ vs checks", "accuracy on real", "ECE",
+        tables=[Table(["judge", "accept rate", "κ vs checks", "parity gap (real)", "same verdict (real)",
                        "slot-A rate", "order consistency", "padding Δ score",
                        "accept gap success−failure", "own-model gap"], rows),
                 *([Table(["judge A", "judge B", "n", "Cohen κ", "agreement"], pairs, "Pairwise")]
                   if pairs else [])],
-        notes=[f"From {source}. Accuracy on real: real trials shown with their true or flipped "
-               "outcome (0.5 = chance); slot-A rate 0.5 and consistency 1 = no position bias; "
+        notes=[f"From {source}. Parity on real: real trials each shown claiming success and "
+               "claiming failure; the accept gap (success claim minus failure claim) is 0 and the "
+               "same-verdict share 1 for a judge whose verdict does not depend on the claimed "
+               "outcome (agreement.json keeps outcome-prediction accuracy too, which is not the "
+               "critic's job); slot-A rate 0.5 and consistency 1 = no position bias; "
                "padding Δ = score change when content-free sentences are added; accept gap = "
                "accept rate of success reports minus failure reports (0 = no outcome bias). "
                "κ and α are undefined (—) when every verdict is the same; read the raw "

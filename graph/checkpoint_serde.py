@@ -1,12 +1,13 @@
-"""The graph's state is the agents' typed report state; this lists what a checkpoint may hold."""
+"""What a checkpoint may hold: the serializer every graph's checkpointer uses (the state type
+itself is the agents' `agents.state.ReportState`)."""
 
 from __future__ import annotations
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from trialwright.agents.state import NodeTiming, ReportState, Round
+from trialwright.agents.state import NodeTiming, Round
 from trialwright.tools import llm, schema
 
-__all__ = ["ReportState", "checkpoint_serde"]
+__all__ = ["checkpoint_serde"]
 
 _STATE_TYPES = [NodeTiming, Round, llm.LLMCall, schema.Spec, schema.Evidence, schema.Reason,
                 schema.Rationale, schema.SyntheticTrial, schema.Arm, schema.Design, schema.Outcome,
