@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
-from trialwright.agents.common import AgentDeps
+from trialwright.agents.common import AgentDeps, load_prompt
 from trialwright.agents.quality_judge import (
+    answers_of,
     ask_checklist,
     load_checklist,
     score_answers,
@@ -48,9 +49,13 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[:80]
 
 
+def judge_key(checklist: str) -> str:
+    """What makes two calibrations comparable: the checklist file and the judge's prompt."""
+    return f"{load_checklist(checklist).sha256[:8]}{load_prompt('quality_judge').sha256[:4]}"
+
+
 def calibration_path(settings: Settings, judge_model: str, checklist: str) -> Path:
-    c = load_checklist(checklist)
-    name = f"{_slug(judge_model)}--{checklist}-{c.sha256[:12]}-q{settings.calibration_quantile:g}.json"
+    name = f"{_slug(judge_model)}--{checklist}-{judge_key(checklist)}-q{settings.calibration_quantile:g}.json"
     return settings.cache_dir / "calibration" / name
 
 
@@ -72,12 +77,12 @@ async def calibrate(records: Sequence[tuple[str, SyntheticTrial, int]], deps: Ag
         if value is None:
             unanswered += 1
             continue
-        answers = {q.id: bool(getattr(value, q.id)) for q in checklist.questions}
+        answers = answers_of(value, checklist)
         score, vetoed = score_answers(checklist, answers)
         scores[str(label)].append(0.0 if vetoed else score)  # a vetoed real trial scores as failing
     thresholds = {k: round(float(np.quantile(v, s.calibration_quantile)), 4)
                   for k, v in scores.items() if len(v) >= MIN_PER_LABEL}
-    cal_id = f"{deps.judge.model_id}:{checklist.name}:{checklist.sha256[:12]}:q{s.calibration_quantile:g}"
+    cal_id = f"{deps.judge.model_id}:{checklist.name}:{judge_key(checklist.name)}:q{s.calibration_quantile:g}"
     return Calibration(id=cal_id, judge_model=deps.judge.model_id, checklist=checklist.name,
                        checklist_sha256=checklist.sha256, quantile=s.calibration_quantile,
                        fallback=s.quality_min_share, thresholds=thresholds,

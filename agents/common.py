@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,7 +36,6 @@ class AgentDeps:
     judge: ChatEndpoint
     store: VectorStore | None = None
     encoder: Encoder | None = None
-    evidence_use: Counter[str] = field(default_factory=Counter)  # over-use across a batch
     rubric: str = "quality_checklist"  # the blinded quality judge's checklist (a prompt file)
     privacy: PrivacyIndex | None = None  # the whole real corpus, for the corpus-wide copy check
     ranges: PlausibleRanges | None = None  # real trials' enrollment/time-frame bands per phase

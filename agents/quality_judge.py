@@ -2,7 +2,8 @@
 
 Blinding is structural: the judge's prompt is built from `blinded_view`, which has no label, no
 outcome text, no requested target and no outcome-arguing reasons, so its verdict cannot depend on
-the claimed outcome. The model answers booleans; code scores them (share of yes; a "no" to a veto
+the claimed outcome. The model answers "yes"/"no" per question, after reading the record (small models collapse
+to one answer for every boolean field, and read questions better after the record); code scores them (share of yes; a "no" to a veto
 question rejects) and applies the acceptance rule: a fixed share, or a threshold calibrated on
 real trials of the report's own outcome (`agents/calibration.py`).
 
@@ -18,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 from trialwright.agents.common import (
@@ -84,7 +85,8 @@ def load_checklist(name: str) -> Checklist:
 
 @cache
 def _answer_model(checklist: Checklist) -> type[BaseModel]:
-    fields: dict[str, Any] = {q.id: (bool, Field(description=q.text)) for q in checklist.questions}
+    fields: dict[str, Any] = {q.id: (Literal["yes", "no"], Field(description=q.text))
+                              for q in checklist.questions}
     fields["feedback"] = (str, Field("", max_length=240, description="one line: what to fix"))
     return create_model("ChecklistAnswer", **fields)
 
@@ -113,8 +115,12 @@ async def ask_checklist(deps: AgentDeps, checklist: Checklist, draft: SyntheticT
                      **judge_prompt_fields(checklist, draft))
 
 
+def answers_of(answer: BaseModel, checklist: Checklist) -> dict[str, bool]:
+    return {q.id: getattr(answer, q.id) == "yes" for q in checklist.questions}
+
+
 def verdict_from(answer: BaseModel, checklist: Checklist, deps: AgentDeps, label: int) -> QualityVerdict:
-    answers = {q.id: bool(getattr(answer, q.id)) for q in checklist.questions}
+    answers = answers_of(answer, checklist)
     score, vetoed = score_answers(checklist, answers)
     calibration = deps.calibration
     threshold = (calibration.threshold(label) if calibration is not None

@@ -1,9 +1,14 @@
 """Retriever: k real trials matching the spec (same phase and label, similar topic), diversified
-by MMR and steered away from trials already used often in this batch."""
+by MMR and spread across the batch by a per-spec, seeded reuse penalty.
+
+Evidence is a function of (spec, settings, store) alone: no state is shared between specs, so it
+is the same under any concurrency, after a resume, and on every backend (asyncio, Ray workers).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Any
 
@@ -11,12 +16,21 @@ from trialwright.agents.common import AgentDeps, timed
 from trialwright.agents.state import ReportState
 from trialwright.tools.schema import Evidence, Spec
 
-OVERUSE_PENALTY = 0.05  # score lost per earlier use; small enough that relevance still leads
+# Score a candidate may lose to the spec's seeded spread: near-tied candidates trade places from
+# one spec to the next (a batch on one topic does not reuse the same k trials), while a clearly
+# more relevant trial still leads. 0.1 is two uses under the old batch-wide counter (0.05 each).
+REUSE_SPREAD = 0.1
 
 
 def query_text(spec: Spec) -> str:
     topic = ", ".join(x for x in (spec.condition, spec.intervention) if x)
     return f"{spec.phase}. {topic}" if topic else spec.phase
+
+
+def reuse_penalty(spec: Spec, nctid: str) -> float:
+    """A stable draw in [0, REUSE_SPREAD) per (spec seed, trial): the same in every process."""
+    digest = hashlib.blake2b(f"{spec.seed}\0{nctid}".encode(), digest_size=8).digest()
+    return REUSE_SPREAD * int.from_bytes(digest, "big") / 2**64
 
 
 def _search(deps: AgentDeps, spec: Spec) -> list[Evidence]:
@@ -29,10 +43,8 @@ def _search(deps: AgentDeps, spec: Spec) -> list[Evidence]:
         hits += deps.store.search_diverse(vector, k * 4, fetch_k=k * 12, diversity=0.3,
                                           label=spec.label,
                                           exclude_ids=[h.id for h in hits])
-    ranked = sorted(hits, key=lambda h: h.score - OVERUSE_PENALTY * deps.evidence_use[h.id],
-                    reverse=True)[:k]
-    for h in ranked:
-        deps.evidence_use[h.id] += 1
+    # ties broken by id, so equal keys cannot fall back on the store's arrival order
+    ranked = sorted(hits, key=lambda h: (-(h.score - reuse_penalty(spec, h.id)), h.id))[:k]
     return [Evidence(nctid=h.id, score=round(h.score, 4), phase=h.payload["phase"],
                      label=int(h.payload["label"]), diseases=h.payload["diseases"],
                      drugs=h.payload["drugs"], text=h.payload["text"]) for h in ranked]

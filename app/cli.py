@@ -44,7 +44,8 @@ def config() -> None:
 
 @app.command()
 def index(data: Data = None, limit: Annotated[int | None, typer.Option(min=1)] = None) -> None:
-    """Embed the real trials into the vector store (re-running skips unchanged trials)."""
+    """Embed the real trials into the vector store (re-running skips unchanged trials and
+    removes trials no longer in the configured files)."""
     from trialwright.tools.encoder import Encoder
     from trialwright.tools.indexing import index_trials
     from trialwright.tools.store import open_store
@@ -60,7 +61,8 @@ def index(data: Data = None, limit: Annotated[int | None, typer.Option(min=1)] =
             total = store.count()
         finally:
             store.close()
-    out.print(f"indexed {stats.indexed}, unchanged {stats.skipped}, store holds {total} trials "
+    out.print(f"indexed {stats.indexed}, unchanged {stats.skipped}, removed {stats.removed}, "
+              f"store holds {total} trials "
               f"({stats.wall_seconds:.1f}s: encoder {stats.encode_seconds:.1f}s, "
               f"store {stats.store_seconds:.1f}s)")
 

@@ -149,11 +149,12 @@ def main() -> None:
         deps = attach_critic_references(deps)
         meta["calibration"] = deps.calibration.model_dump(exclude={"scores"}) if deps.calibration else None
         meta["size_ranges"] = deps.ranges.source if deps.ranges else None
+        # The headline comparison (parity, before vs after) first: a stopped run keeps it.
         sections = [("after", parity_items(pool, args.parity)),
-                    ("after", defect_items(pool, args.per_kind)),
-                    ("after", real_items(full, args.real)),
                     ("before", parity_items(pool, args.before_parity)),
-                    ("before", defect_items(pool, args.before_per_kind))]
+                    ("after", defect_items(pool, args.per_kind)),
+                    ("before", defect_items(pool, args.before_per_kind)),
+                    ("after", real_items(full, args.real))]
         for critic, items in sections:
             asyncio.run(_run_items(items, deps, critic, writer, done, rows))
             write_results(rows, args, meta)

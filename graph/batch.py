@@ -14,6 +14,7 @@ import json
 import platform
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from trialwright.agents.provenance import build_record
 from trialwright.graph.checkpoint_serde import checkpoint_serde
 from trialwright.graph.generation import build_generation_graph, run_config
 from trialwright.tools.schema import Spec
+from trialwright.tools.versions import files_sha256
 from trialwright.tools.writer import (
     JsonlWriter,
     jsonl_to_parquet,
@@ -37,8 +39,11 @@ from trialwright.tools.writer import (
 )
 
 GENERATION_SETTINGS = ("k_evidence", "max_revisions", "parse_retries", "quality_min_share",
-                       "calibration_quantile", "critic_retries", "copy_ngram", "copy_max_overlap", "copy_max_span", "corpus_copy_check", "llm_temperature",
-                       "llm_max_tokens", "encoder", "collection")
+                       "calibration_quantile", "critic_retries", "copy_ngram", "copy_max_overlap",
+                       "copy_max_span", "corpus_copy_check", "llm_temperature", "llm_max_tokens",
+                       "llm_base_url", "judge_base_url", "llm_gguf", "encoder",
+                       "encoder_max_length", "store_backend", "store_path", "qdrant_url",
+                       "collection")
 
 
 class BatchError(RuntimeError):
@@ -78,13 +83,19 @@ class Progress:
 
 
 def fingerprint(specs: list[Spec], deps: AgentDeps) -> str:
+    """Everything that changes a run's records: specs, models and their endpoints, prompts,
+    parameters, the corpus files' content, the store, the privacy index and the code version."""
     s = deps.settings
+    privacy = getattr(deps, "privacy", None)
     payload = {
         "specs": [sp.model_dump() for sp in specs],
         "generator": deps.generator.model_id, "judge": deps.judge.model_id, "rubric": deps.rubric,
         "prompts": prompt_hashes(deps.rubric), "settings": {k: str(getattr(s, k)) for k in GENERATION_SETTINGS},
         "calibration": deps.calibration.id if deps.calibration else None,
         "ranges": deps.ranges.model_dump() if deps.ranges else None,
+        "corpus": files_sha256(s.top_dir, s.top_files),
+        "privacy_index": privacy.fingerprint if privacy is not None else None,
+        "code": _versions().get("trialwright"),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -115,6 +126,17 @@ def _check_run_dir(out: Path, fp: str) -> dict[str, Any] | None:
     return previous
 
 
+def _check_records(out: Path, fp: str) -> None:
+    """Refuse a folder whose records were made by another configuration (run.json lost or
+    replaced): every session checks this, so the first record speaks for the whole file."""
+    for name in ("reports.jsonl", "rejected.jsonl"):
+        first = next(read_jsonl(out / name), None)
+        if first is not None and (first.get("provenance") or {}).get("run_fingerprint") != fp:
+            raise BatchError(f"{out / name} holds records of another configuration (specs, "
+                             "models, prompts, corpus or parameters differ, or they predate run "
+                             "fingerprints); resume needs the same command, or pass a new --out")
+
+
 @dataclass
 class RunDir:
     """An opened run folder: its writers, what is left to do, progress and run.json summary.
@@ -139,6 +161,7 @@ class RunDir:
 
     def _write(self, record: dict[str, Any],
                on_progress: Callable[[Progress], None] | None) -> None:
+        record["provenance"]["run_fingerprint"] = self.fingerprint  # a run.json lost is no mix
         (self.accepted if record["status"] == "accepted" else self.rejected).write(record)
         self.progress.add(record)
         if on_progress:
@@ -173,16 +196,21 @@ def open_run(specs: list[Spec], deps: Any, out: Path, *, concurrency: int,
              extra: dict[str, Any] | None = None, retry_errors: bool = False) -> RunDir:
     """Check the fingerprint, learn what is done, and write the 'running' run.json.
 
-    `deps` needs what `fingerprint` reads: settings, generator/judge `.model_id`, rubric.
+    `deps` needs what `fingerprint` reads: settings, generator/judge `.model_id`, rubric,
+    and optionally `.privacy`.
     `retry_errors`: specs rejected with an error are run again (their old records move to
     rejected.retried.jsonl); other rejections are final.
     """
     out.mkdir(parents=True, exist_ok=True)
     fp = fingerprint(specs, deps)
     previous = _check_run_dir(out, fp) or {}
+    # The writers first: they cut a torn last line (and refuse a bad one) before anything reads.
+    accepted, rejected = JsonlWriter(out / "reports.jsonl"), JsonlWriter(out / "rejected.jsonl")
+    _check_records(out, fp)
     retried = (move_records(out / "rejected.jsonl", out / "rejected.retried.jsonl",
                             failed_with_error) if retry_errors else 0)
-    accepted, rejected = JsonlWriter(out / "reports.jsonl"), JsonlWriter(out / "rejected.jsonl")
+    if retried:
+        rejected = JsonlWriter(out / "rejected.jsonl")
     done = accepted.ids | rejected.ids
     summary: dict[str, Any] = {
         "fingerprint": fp, "status": "running", "planned": len(specs),
@@ -233,7 +261,6 @@ async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrenc
     extra = {"until_accepted": {str(k): v for k, v in until_accepted.items()}} if until_accepted else None
     run = open_run(specs, deps, out, concurrency=concurrency, retry_errors=retry_errors, extra=extra)
     fp = run.fingerprint
-    gate = asyncio.Semaphore(concurrency)
     quota = _Quota(until_accepted, out) if until_accepted else None
 
     async with aiosqlite.connect(out / "checkpoints.sqlite") as conn:
@@ -244,8 +271,7 @@ async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrenc
             config = run_config(deps, thread_id=f"{spec.spec_id}:{fp[:16]}")
             record: dict[str, Any] | None = None
             try:
-                async with gate:
-                    state, error = await finish_spec(graph, spec, config, report_timeout_s)
+                state, error = await finish_spec(graph, spec, config, report_timeout_s)
                 record = build_record(state, deps, error)
                 await asyncio.to_thread(run.write, record, on_progress)
                 await saver.adelete_thread(config["configurable"]["thread_id"])
@@ -255,13 +281,41 @@ async def run_batch(specs: list[Spec], deps: AgentDeps, out: Path, *, concurrenc
 
         if on_progress:
             on_progress(run.progress)
-        if quota is None:
-            await asyncio.gather(*(one(s) for s in run.pending))
-        else:
-            tasks = [asyncio.create_task(one(s)) async for s in quota.dispatch(run.pending)]
-            await asyncio.gather(*tasks)
+        # `concurrency` workers fed through a bounded queue: memory stays flat in the number of
+        # specs (no task per spec), and specs start in plan order as before.
+        queue: asyncio.Queue[Spec | None] = asyncio.Queue(maxsize=concurrency)
+
+        async def feed() -> None:
+            source = quota.dispatch(run.pending) if quota is not None else _each(run.pending)
+            async for spec in source:
+                await queue.put(spec)
+            for _ in range(concurrency):
+                await queue.put(None)  # one stop per worker
+
+        async def work() -> None:
+            while (spec := await queue.get()) is not None:
+                await one(spec)
+
+        await _all_or_none([feed(), *(work() for _ in range(concurrency))])
+        if quota is not None:
             run.summary["unused_specs"] = quota.unused
     return run.finish()
+
+
+async def _each(specs: list[Spec]) -> AsyncIterator[Spec]:
+    for spec in specs:
+        yield spec
+
+
+async def _all_or_none(coros: list[Any]) -> None:
+    """Run `coros` together; the first exception cancels the rest and is raised as itself."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class _Quota:
@@ -286,20 +340,25 @@ class _Quota:
         """The budget's specs in order, each when its label has room; a spec whose label's
         target is met is never run (`unused`). Ends when every target is met or the budget of
         an unmet label is spent."""
-        queue = list(pending)
-        while queue:
+        # per label, in budget order: each pick is linear in the labels, not in the budget
+        queues: dict[int, deque[tuple[int, Spec]]] = {}
+        for position, spec in enumerate(pending):
+            queues.setdefault(spec.label, deque()).append((position, spec))
+        while queues:
             async with self.changed:
-                unused = [s for s in queue if self._met(s.label)]
-                self.unused += len(unused)
-                queue = [s for s in queue if not self._met(s.label)]
-                pick = next((s for s in queue if self._room(s.label)), None)
-                if pick is None:
-                    if not queue or not any(self.in_flight.values()):
+                for label in [label for label in queues if self._met(label)]:
+                    self.unused += len(queues.pop(label))
+                heads = [q[0] for label, q in queues.items() if self._room(label)]
+                if not heads:
+                    if not queues or not any(self.in_flight.values()):
                         break
                     await self.changed.wait()  # a report in flight may still be rejected
                     continue
+                pick = min(heads, key=lambda head: head[0])[1]
+                queues[pick.label].popleft()
+                if not queues[pick.label]:
+                    del queues[pick.label]
                 self.in_flight[pick.label] = self.in_flight.get(pick.label, 0) + 1
-                queue.remove(pick)
             yield pick
 
     async def release(self, label: int, *, accepted: bool) -> None:
@@ -310,17 +369,24 @@ class _Quota:
 
 
 def _count(out: Path) -> dict[str, Any]:
-    acc = list(read_jsonl(out / "reports.jsonl"))
-    rej = list(read_jsonl(out / "rejected.jsonl"))
-    everything = acc + rej
-    tokens_in = sum(r["provenance"]["tokens"]["input"] for r in everything)
-    tokens_out = sum(r["provenance"]["tokens"]["output"] for r in everything)
-    by_label = {str(label): {"accepted": sum(r["label"] == label for r in acc),
-                             "planned": sum(r["label"] == label for r in everything)}
-                for label in sorted({r["label"] for r in everything})}
-    return {"accepted": len(acc), "rejected": len(rej),
-            "accept_rate": round(len(acc) / len(everything), 4) if everything else None,
+    """The summary of what the files hold, read one record at a time (flat in the run's size)."""
+    n = Counter[str]()
+    accepted_by, planned_by = Counter[int](), Counter[int]()
+    for name, status in (("reports.jsonl", "accepted"), ("rejected.jsonl", "rejected")):
+        for r in read_jsonl(out / name):
+            prov = r["provenance"]
+            n[status] += 1
+            n["input"] += prov["tokens"]["input"]
+            n["output"] += prov["tokens"]["output"]
+            n["revisions"] += prov["revisions"]
+            planned_by[r["label"]] += 1
+            accepted_by[r["label"]] += status == "accepted"
+    total = n["accepted"] + n["rejected"]
+    by_label = {str(label): {"accepted": accepted_by[label], "planned": planned_by[label]}
+                for label in sorted(planned_by)}
+    return {"accepted": n["accepted"], "rejected": n["rejected"],
+            "accept_rate": round(n["accepted"] / total, 4) if total else None,
             # a judge that dislikes one outcome skews the accepted label mix: make it visible
             "accepted_by_label": by_label,
-            "tokens": {"input": tokens_in, "output": tokens_out},
-            "revisions": sum(r["provenance"]["revisions"] for r in everything)}
+            "tokens": {"input": n["input"], "output": n["output"]},
+            "revisions": n["revisions"]}

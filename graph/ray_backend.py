@@ -12,7 +12,8 @@ on one event loop per process (async clients stay bound to the loop that made th
 Each task checkpoints to its own SQLite file under ``out/ray-checkpoints/`` (no cross-process
 locking on one database); on a shared filesystem — local Ray, or a cluster with the run folder on
 NFS — an interrupted report resumes from its last finished node, elsewhere from its start.
-The over-use penalty of the retriever (`AgentDeps.evidence_use`) counts per worker, not per batch.
+Retrieval shares no state between specs (its reuse penalty is seeded per spec), so a worker
+retrieves exactly the evidence the asyncio backend does.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class _Endpoint:
 
 
 @dataclass(frozen=True)
+class _Privacy:
+    fingerprint: str
+
+
+@dataclass(frozen=True)
 class WorkerDeps:
     """How a worker builds its `AgentDeps`, plus what the driver must know without building them.
 
@@ -57,13 +63,15 @@ class WorkerDeps:
     # The critic's real-trial references travel by value: every worker judges by the same rule.
     calibration: Calibration | None = None
     ranges: PlausibleRanges | None = None
+    privacy_id: str | None = None  # the corpus privacy index's fingerprint (workers load it)
     key: str = field(default_factory=lambda: uuid.uuid4().hex)  # workers cache deps by it
 
     @classmethod
     def like(cls, deps: AgentDeps, factory: Callable[[], AgentDeps]) -> WorkerDeps:
         return cls(factory=factory, settings=deps.settings, generator_id=deps.generator.model_id,
                    judge_id=deps.judge.model_id, rubric=deps.rubric,
-                   calibration=deps.calibration, ranges=deps.ranges)
+                   calibration=deps.calibration, ranges=deps.ranges,
+                   privacy_id=deps.privacy.fingerprint if deps.privacy is not None else None)
 
     def build(self) -> AgentDeps:
         deps = self.factory()
@@ -74,7 +82,8 @@ class WorkerDeps:
     def identity(self) -> Any:
         """A stand-in with the fields `fingerprint` and `build_record` read."""
         return _Identity(self.settings, _Endpoint(self.generator_id), _Endpoint(self.judge_id),
-                         self.rubric, self.calibration, self.ranges)
+                         self.rubric, self.calibration, self.ranges,
+                         _Privacy(self.privacy_id) if self.privacy_id else None)
 
 
 
@@ -86,6 +95,7 @@ class _Identity:
     rubric: str
     calibration: Calibration | None = None
     ranges: PlausibleRanges | None = None
+    privacy: _Privacy | None = None
 
 
 # --- worker side ------------------------------------------------------------------------------

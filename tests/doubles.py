@@ -4,6 +4,7 @@ all-fake agent deps (the schema-filling fake LLM from the product, `tools/fake_l
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,14 @@ FIXED_TRIALS = [
 ]
 
 
+# Ten candidates per outcome, near-tied in relevance: where a reuse penalty decides the evidence.
+MANY_TRIALS = [
+    {"nctid": f"NCT0000{label}{i:03d}", "phase": "phase 2", "label": label, "diseases": ["asthma"],
+     "drugs": ["budesonide"], "text": f"phase 2. Conditions: asthma. Interventions: budesonide. "
+     f"Inclusion Criteria: adults aged 18 to 65, cohort {i}. Exclusion Criteria: smokers."}
+    for label in (1, 0) for i in range(10)]
+
+
 class _Hit:
     def __init__(self, rec: dict, score: float):
         self.id, self.score, self.payload = rec["nctid"], score, rec
@@ -39,16 +48,17 @@ class FixedStore:
     """A fixed set of real-looking trials, searched with the store's filters honoured (phase,
     label, excluded ids), so a retrieval bug shows here as it would on the real store."""
 
-    def __init__(self, records: list[dict] | None = None):
+    def __init__(self, records: list[dict] | None = None, score_step: float = 0.1):
         self.records = records or FIXED_TRIALS
-        self.queries: list[dict] = []
+        self.score_step = score_step
+        self.queries: deque[dict] = deque(maxlen=1000)  # the latest, so 100k specs stay flat
 
     def search_diverse(self, vector, k, **filters):
         self.queries.append(filters)
         skip = set(filters.get("exclude_ids") or [])
         keep = [r for r in self.records if r["nctid"] not in skip
                 and all(filters.get(f) is None or r.get(f) == filters[f] for f in ("phase", "label"))]
-        return [_Hit(r, 0.9 - i / 10) for i, r in enumerate(keep)][:k]
+        return [_Hit(r, 0.9 - i * self.score_step) for i, r in enumerate(keep)][:k]
 
     def count(self) -> int:
         return len(self.records)
@@ -76,10 +86,14 @@ def fake_deps(latency_s: float = 0.0, k_evidence: int = 2, store: Any = None,
 
 @dataclass(frozen=True)
 class FakeRetrieval:
-    """(FixedStore, HashEncoder): retrieval without a model, for Ray tests and benchmarks."""
+    """(FixedStore, HashEncoder): retrieval without a model, for Ray tests and benchmarks;
+    `many`: the near-tied `MANY_TRIALS` instead of the four fixed ones."""
+
+    many: bool = False
 
     def __call__(self) -> tuple[Any, Any]:
-        return FixedStore(), HashEncoder()
+        store = FixedStore(MANY_TRIALS, score_step=0.01) if self.many else FixedStore()
+        return store, HashEncoder()
 
 
 @dataclass(frozen=True)
@@ -90,10 +104,11 @@ class FakeDeps:
     latency_s: float = 0.0
     k_evidence: int = 2
     retrieval: Any = None
+    many: bool = False  # retrieve from `MANY_TRIALS`
 
     def __call__(self) -> AgentDeps:
         from trialwright.graph.ray_backend import RemoteEncoder, RemoteStore
 
         store, encoder = ((RemoteStore(self.retrieval), RemoteEncoder(self.retrieval))
-                          if self.retrieval is not None else FakeRetrieval()())
+                          if self.retrieval is not None else FakeRetrieval(self.many)())
         return fake_deps(self.latency_s, self.k_evidence, store, encoder)

@@ -74,7 +74,8 @@ def checklist(no=(), feedback="") -> dict:
     """The blinded quality judge's answers: every question of the default checklist yes, but `no`."""
     from trialwright.agents.quality_judge import load_checklist
 
-    answers = {q.id: q.id not in no for q in load_checklist("quality_checklist").questions}
+    answers = {q.id: "no" if q.id in no else "yes"
+               for q in load_checklist("quality_checklist").questions}
     return {**answers, "feedback": feedback}
 
 

@@ -115,7 +115,7 @@ def _wrong(answer: dict[str, Any], schema_name: str) -> dict[str, Any]:
         bad["scores"] = {k: 1 for k in bad["scores"]}
         bad["verdict"], bad["feedback"] = "revise", "Everything is wrong."
     elif schema_name == "ChecklistAnswer":
-        bad.update({k: False for k, v in bad.items() if isinstance(v, bool)})
+        bad.update({k: "no" for k, v in bad.items() if v == "yes"})
         bad["feedback"] = "Everything is wrong."
     return bad
 

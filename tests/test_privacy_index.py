@@ -156,3 +156,13 @@ def test_corpus_check_flags_copies_and_real_ids_of_unretrieved_trials(corpus):
                           corpus=PrivacyIndex.build(corpus, n=12))
     result = checks.check_not_copied_from_corpus(x)
     assert not result.passed and corpus[5][0] in result.message
+
+
+@pytest.mark.parametrize("items", [[], [("local-7", "a corpus whose ids are not NCT ids at all")]])
+def test_an_index_without_nct_ids_answers_a_report_that_names_one(items, tmp_path):
+    built = PrivacyIndex.build(items, n=4)
+    for idx in (built, PrivacyIndex.load(built.save(tmp_path / "idx"))):
+        assert idx.real_ids("see NCT01234567 and nct07654321") == ([], ["NCT01234567",
+                                                                       "NCT07654321"])
+        finding = idx.check("as in NCT01234567")
+        assert not finding.passed and finding.other_ids == ["NCT01234567"]

@@ -228,3 +228,69 @@ def test_open_nonempty_store_refuses_an_empty_store_and_closes_it(tmp_path: Path
         assert store.count() == N
     finally:
         store.close()
+
+
+class TinyEncoder:
+    """A deterministic DIM-d encoder with an identity: another `fingerprint` gives other vectors
+    of the same size (as switching between two 384-d sentence encoders does)."""
+
+    dim = DIM
+    encode_seconds = 0.0
+
+    def __init__(self, fingerprint: str = "enc-a"):
+        self.fingerprint = fingerprint
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        import zlib
+
+        rows = [np.random.default_rng(zlib.crc32(f"{self.fingerprint}|{t}".encode()))
+                .normal(size=DIM) for t in texts]
+        v = np.array(rows, dtype=np.float32).reshape(len(texts), DIM)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def corpus_trials(n: int = 3) -> list:
+    from trialwright.tools.trials import Trial
+
+    return [Trial(nctid=f"NCT0000010{i}", label=i % 2, phase="phase 2", diseases=[f"disease {i}"],
+                  drugs=[f"drug {i}"], criteria=f"Inclusion Criteria: adults with disease {i}.")
+            for i in range(n)]
+
+
+def test_reindex_removes_trials_no_longer_in_the_corpus(opener: Opener) -> None:
+    from trialwright.tools.indexing import index_trials
+
+    three, enc = corpus_trials(3), TinyEncoder()
+    store = opener()
+    assert index_trials(three, enc, store).indexed == 3
+    dropped = three[2]
+    query = enc.encode([dropped.text()])[0]
+    assert store.search(query, 1)[0].id == dropped.nctid
+    stats = index_trials(three[:2], enc, store)  # e.g. the test split left the configured files
+    assert dropped.nctid not in {h.id for h in store.search(query, 10)}
+    assert (stats.indexed, stats.skipped, stats.removed) == (0, 2, 1)
+    store.close()
+    again = opener()  # and it stays gone on disk
+    assert again.count() == 2 and again.ids() == {t.nctid for t in three[:2]}
+    assert dropped.nctid not in {h.id for h in again.search(query, 10)}
+
+
+def test_another_encoder_of_the_same_size_reembeds_every_trial(opener: Opener) -> None:
+    from trialwright.tools.indexing import index_trials
+
+    trials, old, new = corpus_trials(3), TinyEncoder("enc-a"), TinyEncoder("enc-b")
+    store = opener()
+    index_trials(trials, old, store)
+    assert index_trials(trials, old, store).indexed == 0  # same text, same encoder: skipped
+    assert index_trials(trials, new, store).indexed == 3
+    for t in trials:  # the stored vectors are the new encoder's
+        hit = store.search(new.encode([t.text()])[0], 1)[0]
+        assert hit.id == t.nctid and hit.score > 0.999
+
+
+def test_store_ids_and_delete(opener: Opener) -> None:
+    store, vecs, _ = loaded(opener)
+    assert store.ids() == set(ids())
+    assert store.delete([ids()[0], ids()[1], "NCT99999999"]) == 3  # an absent id is no error
+    assert store.count() == N - 2 and ids()[0] not in store.ids()
+    assert ids()[0] not in {h.id for h in store.search(vecs[0], 5)}

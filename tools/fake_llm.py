@@ -61,7 +61,8 @@ def fake_answer(schema: dict[str, Any]) -> dict[str, Any]:
     if name == "OutcomeAnswer":
         return {"reading": "unclear"}  # the fake cannot read; phrase pre-checks decide its texts
     if name == "ChecklistAnswer":  # every question yes: the fake accepts what the checks pass
-        return {**{k: True for k, v in props.items() if v.get("type") == "boolean"}, "feedback": ""}
+        return {**{k: "yes" for k, v in props.items() if v.get("enum") == ["yes", "no"]},
+                "feedback": ""}
     if name == "JudgeOutput":
         return {"scores": {k: 4 for k in ("label_faithfulness", "internal_consistency",
                                            "clinical_plausibility", "realism", "grounding")},

@@ -1,10 +1,13 @@
 """The one way to call an LLM: factory for chat models, and a structured call that validates.
 
-LLM output is untrusted input: `call_structured` parses, validates against a pydantic model, asks
+LLM output is untrusted input: `call_structured` parses, validates against a pydantic model,
+screens the text (no control characters, markup or instructions aimed at the next model), asks
 the model to repair a bad answer a bounded number of times, and returns the failure as data
 (`LLMCall.ok = False`) instead of raising, so one bad answer never crashes a batch.
 Transport faults (429 with Retry-After, 5xx, timeouts, dropped connections) are retried with
-exponential backoff and jitter by the OpenAI client underneath (`max_retries`).
+exponential backoff and jitter by the OpenAI client underneath (`max_retries`); a response that
+is no completion at all (garbage, HTML, a wrong shape) is asked again like an invalid answer;
+one request, its retries included, ends at a wall-clock deadline.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import json
 import re
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -20,13 +24,29 @@ from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from openai import LengthFinishReasonError
+from openai import APIConnectionError, APIStatusError, LengthFinishReasonError
 from pydantic import BaseModel, Field, ValidationError
 from trialwright.tools.schema import Allowed, constrained_schema
 from trialwright.tools.settings import Settings
 
 T = TypeVar("T", bound=BaseModel)
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+# A server's wrong-typed message trips pydantic's serializer inside the client: the call already
+# fails as data (`bad response`), the warning would only print internals to the user's terminal.
+warnings.filterwarnings("ignore", message="Pydantic serializer warnings", category=UserWarning)
+
+MAX_ANSWER_CHARS = 200_000  # far above any answer within max_tokens; a bigger one is refused unread
+# C0 controls but tab/newline/return, DEL, C1 controls, lone surrogates (cannot be encoded)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_MARKUP = re.compile(
+    r"<\s*/?\s*(?:script|iframe|img|svg|style|object|embed|html|head|body|form|input|button|"
+    r"textarea|link|meta|base|frame|frameset|div|span|br|table|video|audio|math)(?=[\s/>])[^>]*>"
+    r"|<\s*a\s+href\b"
+    r"|\bjavascript\s*:|\bon(?:error|load|click|mouseover|focus)\s*=", re.IGNORECASE)
+_INSTRUCTION = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|"
+    r"preceding|all|any|your)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|rules|directions|"
+    r"guidelines)\b|\bsystem\s+prompt\b|^\s*(?:system|assistant)\s*:", re.IGNORECASE | re.MULTILINE)
 
 
 class LLMCall(BaseModel):
@@ -53,6 +73,7 @@ class ChatEndpoint:
     schema_extras: dict[str, Any] = field(default_factory=dict)  # server-specific schema keys
     base_url: str | None = None  # the server, so a judge can tell whether it shares it
     api_key: str = field(default="not-needed", repr=False)
+    deadline_s: float | None = None  # wall clock of one request, the client's retries included
     _gate: asyncio.Semaphore | None = field(default=None, repr=False)
 
     def gate(self) -> asyncio.Semaphore | None:
@@ -80,7 +101,17 @@ def chat_endpoint(settings: Settings, *, base_url: str | None, model: str, api_k
         stream_usage=True,
     )
     return ChatEndpoint(chat=chat, model_id=model, max_concurrency=max_concurrency,
-                        base_url=base_url, api_key=api_key)
+                        base_url=base_url, api_key=api_key, deadline_s=request_deadline(settings))
+
+
+def request_deadline(settings: Settings) -> float:
+    """`llm_deadline_s`, else every attempt's timeout plus the waits between them (the OpenAI
+    client honours a Retry-After of up to 60 s, else backs off up to 8 s) and the rate limiter's."""
+    if settings.llm_deadline_s:
+        return settings.llm_deadline_s
+    retries = settings.llm_max_retries
+    limiter = 3600 / settings.llm_requests_per_minute if settings.llm_requests_per_minute else 0
+    return settings.llm_timeout_s * (retries + 1) + 60 * retries + limiter + 5
 
 
 def at_temperature_zero(generator: ChatEndpoint) -> ChatEndpoint:
@@ -88,7 +119,8 @@ def at_temperature_zero(generator: ChatEndpoint) -> ChatEndpoint:
     return ChatEndpoint(chat=generator.chat.bind(temperature=0.0),  # type: ignore[arg-type]
                         model_id=generator.model_id, max_concurrency=generator.max_concurrency,
                         schema_extras=generator.schema_extras, base_url=generator.base_url,
-                        api_key=generator.api_key, _gate=generator.gate())
+                        api_key=generator.api_key, deadline_s=generator.deadline_s,
+                        _gate=generator.gate())
 
 
 def judge_endpoint(settings: Settings, generator: ChatEndpoint, *,
@@ -140,17 +172,44 @@ def parse_json_object(text: str) -> Any:
     return json.loads(text[start:end + 1])
 
 
-def _content(msg: BaseMessage) -> str:
-    if isinstance(msg.content, str):
-        return msg.content
-    return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in msg.content)
+def _content(msg: Any) -> str:
+    content = getattr(msg, "content", None)
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise TypeError(f"the answer's content is {type(content).__name__}, not text")
+    return "".join(str(p.get("text") or "") if isinstance(p, dict) else str(p) for p in content)
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """Text from a server (an error body, an exception) made safe to record and print."""
+    return _CONTROL.sub("?", text)[:limit]
 
 
 def _short(err: Exception) -> str:
     if isinstance(err, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}"
-                         for e in err.errors()[:5])
-    return f"{type(err).__name__}: {err}"[:300]
+        return _printable("; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}"
+                                    for e in err.errors()[:5]))
+    return _printable(f"{type(err).__name__}: {err}")
+
+
+def screen_answer(value: Any) -> str | None:
+    """What makes a parsed answer unsafe to keep, or None: every string in it is free of control
+    characters, HTML/script markup and instructions addressed to a model (an answer is data that
+    later prompts quote, and that reports and the chat page show)."""
+    if isinstance(value, dict):
+        return next((p for v in value.values() if (p := screen_answer(v))), None)
+    if isinstance(value, list):
+        return next((p for v in value if (p := screen_answer(v))), None)
+    if not isinstance(value, str):
+        return None
+    if m := _CONTROL.search(value):
+        return f"a control or unencodable character (U+{ord(m.group()):04X})"
+    if m := _MARKUP.search(value):
+        return f"markup ({_printable(m.group(), 40)!r})"
+    if m := _INSTRUCTION.search(value):
+        return f"an instruction to a model ({_printable(m.group(), 60)!r})"
+    return None
 
 
 async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
@@ -174,10 +233,11 @@ async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
         try:
             gate = endpoint.gate()
             if gate is None:
-                answer = await model.ainvoke(convo)
+                answer = await asyncio.wait_for(model.ainvoke(convo), endpoint.deadline_s)
             else:
                 async with gate:
-                    answer = await model.ainvoke(convo)
+                    answer = await asyncio.wait_for(model.ainvoke(convo), endpoint.deadline_s)
+            text = _content(answer)
         except LengthFinishReasonError as err:
             # Cut off at max_tokens: the same question would be cut again, so ask for less.
             usage = getattr(err.completion, "usage", None)
@@ -188,20 +248,29 @@ async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
                                    "again with a shorter JSON object: every required field, "
                                    "briefer prose.")]
             continue
-        except Exception as err:  # noqa: BLE001 - any transport failure is recorded, not raised
-            record.errors.append(f"transport: {_short(err)}")
+        except (APIStatusError, APIConnectionError, TimeoutError) as err:
+            # what survived the client's own retries (APITimeoutError is a connection error)
+            error = (f"timed out after {endpoint.deadline_s:g}s with retries"
+                     if isinstance(err, TimeoutError) else _short(err))
+            record.errors.append(f"transport: {error}")
             break
+        except Exception as err:  # noqa: BLE001 - a response that is no completion: ask again
+            record.errors.append(f"transport: bad response: {_short(err)}")
+            continue
         usage = getattr(answer, "usage_metadata", None) or {}
-        record.input_tokens += int(usage.get("input_tokens", 0))
-        record.output_tokens += int(usage.get("output_tokens", 0))
-        text = _content(answer)
+        record.input_tokens += _tokens(usage, "input_tokens")
+        record.output_tokens += _tokens(usage, "output_tokens")
         try:
-            value = schema.model_validate(parse_json_object(text),
-                                           context={"allowed": allowed or {}})
-        except (ValueError, ValidationError) as err:
+            if len(text) > MAX_ANSWER_CHARS:
+                raise ValueError(f"the answer is {len(text)} characters long, far past the limit")
+            data = parse_json_object(text)
+            if problem := screen_answer(data):
+                raise ValueError(f"the answer contains {problem}; write plain text only")
+            value = schema.model_validate(data, context={"allowed": allowed or {}})
+        except (ValueError, ValidationError, RecursionError) as err:
             problem = _short(err)
             record.errors.append(f"invalid answer: {problem}")
-            convo += [AIMessage(content=text[:4000]),
+            convo += [AIMessage(content=_printable(text, 4000)),
                       HumanMessage(content=f"That answer is invalid ({problem}). Reply with only "
                                    "the corrected JSON object, following the schema.")]
             continue
@@ -210,6 +279,14 @@ async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
         return value, record
     record.latency_s = round(time.perf_counter() - t0, 3)
     return None, record
+
+
+def _tokens(usage: Any, key: str) -> int:
+    """A token count from the server's usage, 0 where it is missing or not a number."""
+    try:
+        return max(0, int(usage.get(key, 0) or 0))
+    except (AttributeError, TypeError, ValueError):
+        return 0
 
 
 @contextmanager

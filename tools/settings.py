@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(700, ge=16)
     llm_timeout_s: float = Field(300.0, gt=0)
     llm_max_retries: int = Field(4, ge=0, description="transport retries (429/5xx/timeouts)")
+    llm_deadline_s: float | None = Field(
+        None, gt=0, description="wall-clock limit of one request with its retries (a server that "
+        "drips its answer byte by byte never trips the per-read timeout); unset = from the "
+        "timeout, the retries and their waits")
     llm_requests_per_minute: float | None = Field(None, gt=0)
     llm_threads: int = Field(2, ge=1)
     llm_ctx: int = Field(8192, ge=512)

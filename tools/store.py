@@ -17,7 +17,7 @@ import json
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -55,6 +55,8 @@ class VectorStore(Protocol):
     def ensure_collection(self, dim: int) -> None: ...
     def upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[dict]) -> None: ...
     def content_hashes(self, ids: list[str]) -> dict[str, str]: ...
+    def ids(self) -> set[str]: ...
+    def delete(self, ids: Iterable[str]) -> int: ...
     def search(self, vector: np.ndarray, k: int, *, phase: str | list[str] | None = None,
                label: int | None = None, exclude_ids: Iterable[str] = (),
                with_vectors: bool = False) -> list[Hit]: ...
@@ -155,6 +157,10 @@ class _BaseStore(ABC):
     @abstractmethod
     def _query(self, q: SearchSpec, limit: int, with_vectors: bool) -> list[Hit]: ...
     @abstractmethod
+    def _all_payloads(self, fields: list[str]) -> Iterator[dict]: ...
+    @abstractmethod
+    def _delete(self, pids: list[PointId]) -> None: ...
+    @abstractmethod
     def count(self) -> int: ...
     @abstractmethod
     def close(self) -> None: ...
@@ -196,6 +202,21 @@ class _BaseStore(ABC):
                 if "content_hash" in p and "nctid" in p:
                     out[p["nctid"]] = p["content_hash"]
         return out
+
+    def ids(self) -> set[str]:
+        """The NCT id of every stored trial."""
+        if self.dim is None:
+            return set()
+        return {p["nctid"] for p in self._all_payloads(["nctid"]) if "nctid" in p}
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove these trials (absent ones are no error); returns how many were asked."""
+        pids = list(dict.fromkeys(point_id(i) for i in ids))
+        if self.dim is None:
+            return 0
+        for s in range(0, len(pids), _BATCH):
+            self._delete(pids[s:s + _BATCH])
+        return len(pids)
 
     def search(self, vector: np.ndarray, k: int, *, phase: str | list[str] | None = None,
                label: int | None = None, exclude_ids: Iterable[str] = (),
@@ -332,6 +353,18 @@ class EdgeStore(_BaseStore):
     def _payloads(self, pids: list[PointId], fields: list[str]) -> list[dict]:
         return [r.payload or {} for r in self._shard.retrieve(pids, fields, False)]
 
+    def _all_payloads(self, fields: list[str]) -> Iterator[dict]:
+        offset: PointId | None = None
+        while True:
+            records, offset = self._shard.scroll(self._qe.ScrollRequest(
+                offset=offset, limit=_BATCH, with_payload=fields, with_vector=False))
+            yield from (r.payload or {} for r in records)
+            if offset is None:
+                return
+
+    def _delete(self, pids: list[PointId]) -> None:
+        self._shard.update(self._qe.UpdateOperation.delete_points(pids))
+
     def _query(self, q: SearchSpec, limit: int, with_vectors: bool) -> list[Hit]:
         qe = self._qe
         request = qe.QueryRequest(
@@ -424,6 +457,19 @@ class QdrantStore(_BaseStore):
     def _payloads(self, pids: list[PointId], fields: list[str]) -> list[dict]:
         return [r.payload or {} for r in
                 self._client.retrieve(self.collection, ids=pids, with_payload=fields)]
+
+    def _all_payloads(self, fields: list[str]) -> Iterator[dict]:
+        offset: Any = None
+        while True:
+            records, offset = self._client.scroll(self.collection, limit=_BATCH, offset=offset,
+                                                  with_payload=fields, with_vectors=False)
+            yield from (r.payload or {} for r in records)
+            if offset is None:
+                return
+
+    def _delete(self, pids: list[PointId]) -> None:
+        self._client.delete(self.collection, points_selector=self._m.PointIdsList(points=pids),
+                            wait=True)
 
     def _query(self, q: SearchSpec, limit: int, with_vectors: bool) -> list[Hit]:
         m = self._m

@@ -24,3 +24,10 @@ def package_versions(names: Iterable[str], missing: str | None = None) -> dict[s
 
 def file_sha256(path: Path | str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def files_sha256(folder: Path | str, names: Iterable[str]) -> dict[str, str | None]:
+    """Each named file's sha256 by its name (None where it is missing): an input's content,
+    wherever the folder holding it lives."""
+    return {name: file_sha256(f) if (f := Path(folder) / name).is_file() else None
+            for name in names}
