@@ -25,7 +25,24 @@ from trialwright.agents.quality_judge import (
 from trialwright.tools.schema import SyntheticTrial
 from trialwright.tools.settings import Settings
 
-MIN_PER_LABEL = 5  # fewer real trials of a label than this: that label keeps the fixed share
+# A label gets a bar of its own only from enough real trials of that label: a percentile of a
+# handful is noise, and a noisy per-label bar makes the verdict depend on the claimed outcome
+# (measured: 6 + 6 real trials gave bars 1.0 and 0.9 and a parity gap the judge did not have).
+# Below that, both labels share one bar from all real trials; below MIN_POOLED, the fixed share.
+MIN_PER_LABEL = 20
+MIN_POOLED = 10
+
+
+def thresholds_from(scores: dict[str, list[float]], quantile: float) -> dict[str, float]:
+    """label -> bar: its own percentile with >= MIN_PER_LABEL trials, else the pooled one."""
+    pooled = [x for v in scores.values() for x in v]
+    out = {}
+    for label in ("0", "1"):
+        mine = scores.get(label, [])
+        source = mine if len(mine) >= MIN_PER_LABEL else pooled if len(pooled) >= MIN_POOLED else None
+        if source:
+            out[label] = round(float(np.quantile(source, quantile)), 4)
+    return out
 
 
 class Calibration(BaseModel):
@@ -42,7 +59,8 @@ class Calibration(BaseModel):
     scores: dict[str, list[float]]
 
     def threshold(self, label: int) -> float:
-        return self.thresholds.get(str(label), self.fallback)
+        # Derived from the stored scores, so the rule applies to calibrations cached earlier too.
+        return thresholds_from(self.scores, self.quantile).get(str(label), self.fallback)
 
 
 def _slug(text: str) -> str:
@@ -80,8 +98,7 @@ async def calibrate(records: Sequence[tuple[str, SyntheticTrial, int]], deps: Ag
         answers = answers_of(value, checklist)
         score, vetoed = score_answers(checklist, answers)
         scores[str(label)].append(0.0 if vetoed else score)  # a vetoed real trial scores as failing
-    thresholds = {k: round(float(np.quantile(v, s.calibration_quantile)), 4)
-                  for k, v in scores.items() if len(v) >= MIN_PER_LABEL}
+    thresholds = thresholds_from(scores, s.calibration_quantile)
     cal_id = f"{deps.judge.model_id}:{checklist.name}:{judge_key(checklist.name)}:q{s.calibration_quantile:g}"
     return Calibration(id=cal_id, judge_model=deps.judge.model_id, checklist=checklist.name,
                        checklist_sha256=checklist.sha256, quantile=s.calibration_quantile,

@@ -51,8 +51,11 @@ def calibrate_command(
                 f"{path.name}: {len(chosen[0])} failures + {len(chosen[1])} successes"
                 f"{', ' + want if want else ''}")))
         saved = save_calibration(cal, s)
+    from trialwright.agents.calibration import MIN_PER_LABEL
+
     for label in ("0", "1"):
         t = cal.thresholds.get(label)
+        how = ("its own" if cal.n[label] >= MIN_PER_LABEL else "pooled over both labels")
         out.print(f"label {label}: n={cal.n[label]}, threshold "
-                  f"{'%.3f' % t if t is not None else f'{cal.fallback} (fixed: too few trials)'}")
+                  f"{f'{t:.3f} ({how})' if t is not None else f'{cal.fallback} (fixed: too few trials)'}")
     out.print(f"unanswered: {cal.unanswered}; calibration {cal.id}\nsaved: {saved}")

@@ -227,23 +227,22 @@ def test_blinded_view_drops_exactly_the_outcome_fields():
     assert view["title"] and view["design"]["allocation"] == "Randomized"
 
 
-def test_calibration_sets_the_bar_per_label_from_real_trials(tmp_path):
+def test_calibration_sets_the_bar_from_real_trials(tmp_path):
     c = load_checklist("quality_checklist")
     ids = [q.id for q in c.questions]
-    # Real successes answer all yes; real failures miss two questions (score 0.8) or one (0.9).
+    # Real successes answer all yes; real failures miss two questions (0.8) or one (0.9).
     answers = [checklist()] * 5 + [checklist(no=tuple(ids[-2:]))] * 3 + [checklist(no=ids[-1:])] * 2
     real = [(f"NCT{i:08d}", SyntheticTrial.model_validate(report(label=int(i < 5))), int(i < 5))
             for i in range(10)]
     deps = make_deps([], answers, cache_dir=tmp_path, calibration_quantile=0.2)
     cal = asyncio.run(calibrate(real, deps, source="test records (10)"))
-    assert cal.n == {"0": 5, "1": 5} and cal.thresholds["1"] == 1.0
-    assert cal.thresholds["0"] == pytest.approx(0.8)
+    # 5 trials a label are too few for a bar of its own: both labels share the pooled bar.
+    assert cal.n == {"0": 5, "1": 5} and cal.thresholds == {"0": 0.8, "1": 0.8}
     save_calibration(cal, deps.settings)
     loaded = load_calibration(deps.settings, "judge-model", "quality_checklist")
     assert isinstance(loaded, Calibration) and loaded.id == cal.id
 
-    # A failure report scoring 0.8 passes under its label's calibrated bar; a success does not.
-    no2 = checklist(no=tuple(ids[-2:]))
+    no2 = checklist(no=tuple(ids[-2:]))  # scores 0.8: passes the calibrated bar, not 0.9
     fail_rec = report(label=0, outcome_summary="The trial did not meet its primary endpoint.")
     deps = make_deps([rationale(ids=("NCT00000033",)), fail_rec], [no2], max_revisions=0)
     deps.calibration = loaded
@@ -251,7 +250,17 @@ def test_calibration_sets_the_bar_per_label_from_real_trials(tmp_path):
     assert state["status"] == "accepted" and state["verdict"].calibration == cal.id
     deps = make_deps([rationale(), report()], [no2], max_revisions=0)
     deps.calibration = loaded
-    assert run_spec(SPEC, deps)["status"] == "rejected"
+    assert run_spec(SPEC, deps)["status"] == "accepted"  # the same bar for a success claim
+
+
+def test_a_label_gets_its_own_bar_only_from_enough_real_trials():
+    from trialwright.agents.calibration import MIN_PER_LABEL, thresholds_from
+
+    many = {"0": [0.7] * MIN_PER_LABEL, "1": [1.0] * MIN_PER_LABEL}
+    assert thresholds_from(many, 0.2) == {"0": 0.7, "1": 1.0}
+    few = {"0": [0.7] * 6, "1": [1.0] * 6}
+    assert thresholds_from(few, 0.5) == {"0": 0.85, "1": 0.85}  # pooled: no label-dependent bar
+    assert thresholds_from({"0": [1.0], "1": [1.0]}, 0.2) == {}  # too few: the fixed share
 
 
 def test_without_calibration_the_fixed_share_is_the_rule_and_is_recorded():
