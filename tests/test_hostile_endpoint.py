@@ -57,12 +57,21 @@ def indexed(tmp_path_factory):
     return root, env
 
 
-def test_generate_against_a_hostile_endpoint_survives_and_accepts_nothing_tainted(indexed):
+PLANS = {
+    # every kind in turn, a valid answer between two: each is met, and some reports get through
+    "every-kind": (HostilePlan(rotate=True, drip_s=4.0, huge_mb=3.0), 10),
+    # well-formed answers whose text is tainted, mostly: only clean ones may be accepted
+    "tainted": (HostilePlan(rates={"injected": 0.5, "control_chars": 0.15, "surrogates": 0.15},
+                            seed=5), 6),
+}
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_generate_against_a_hostile_endpoint_survives_and_accepts_nothing_tainted(indexed, name):
     root, env = indexed
-    n = 10
-    plan = HostilePlan(rotate=True, drip_s=4.0, huge_mb=3.0)
+    plan, n = PLANS[name]
     with HostileServer(plan) as srv:
-        res = cli(["generate", "--llm", "auto", "--n", str(n), "--out", str(root / "run"),
+        res = cli(["generate", "--llm", "auto", "--n", str(n), "--out", str(root / name),
                    "--concurrency", "4", "--max-revisions", "1", "--seed", "4"],
                   {**env, "TRIALWRIGHT_LLM_BASE_URL": srv.base_url,
                    "TRIALWRIGHT_LLM_MODEL": "hostile", "TRIALWRIGHT_LLM_API_KEY": "test-key",
@@ -72,9 +81,10 @@ def test_generate_against_a_hostile_endpoint_survives_and_accepts_nothing_tainte
     output = res.stdout + res.stderr
     assert res.returncode == 0, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
-    assert set(HOSTILE) <= set(served), f"kinds never served: {set(HOSTILE) - set(served)}"
+    kinds = set(HOSTILE) if plan.rotate else set(plan.rates)
+    assert kinds <= set(served), f"kinds never served: {kinds - set(served)}"
 
-    out = root / "run"
+    out = root / name
     acc, rej = list(read_jsonl(out / "reports.jsonl")), list(read_jsonl(out / "rejected.jsonl"))
     planned = json.loads((out / "run.json").read_text())["planned"]
     written = Counter(r["id"] for r in acc + rej)
@@ -89,13 +99,17 @@ def test_generate_against_a_hostile_endpoint_survives_and_accepts_nothing_tainte
         assert not any(m.lower() in text.lower() for m in INJECTED_MARKERS), r["id"]
         # nothing the model wrote (report, rationale, verdicts) is unsafe text
         assert screen_answer([r["report"], r["rationale"], r["provenance"]["rounds"]]) is None
-    # the drip was cut at the deadline, not waited out
     errors = [e for r in acc + rej for c in r["provenance"]["llm_calls"] for e in c["errors"]]
-    assert any("timed out after 2.5s" in e for e in errors) or served.get("drip", 0) == 0
-    assert any("bad response" in e for e in errors) and any("invalid answer" in e for e in errors)
+    assert any("the answer contains" in e for e in errors)  # the screen refused tainted text
+    if plan.rotate:
+        assert any("timed out after 2.5s" in e for e in errors)  # the drip cut at the deadline
+        assert any("bad response" in e for e in errors)
 
 
 @pytest.mark.parametrize("text", INJECTED)
 def test_injected_text_is_refused_by_the_screen(text):
-    assert screen_answer({"a": ["fine", {"b": f"A study of budesonide. {text}"}]}) is not None \
-        or NCT_ID.search(text)  # an NCT id is the checks' (and the rationale schema's) to refuse
+    answer = {"a": ["fine", {"b": f"A study of budesonide. {text}"}]}
+    problem = screen_answer(answer, given=frozenset({"NCT00000011"}))
+    assert problem is not None
+    assert not any(m.lower() in problem.lower() for m in INJECTED_MARKERS)  # described, not quoted
+    assert screen_answer({"b": "As in NCT00000011, budesonide."}, frozenset({"NCT00000011"})) is None

@@ -28,6 +28,7 @@ from openai import APIConnectionError, APIStatusError, LengthFinishReasonError
 from pydantic import BaseModel, Field, ValidationError
 from trialwright.tools.schema import Allowed, constrained_schema
 from trialwright.tools.settings import Settings
+from trialwright.tools.trials import NCT_ID
 
 T = TypeVar("T", bound=BaseModel)
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
@@ -181,34 +182,51 @@ def _content(msg: Any) -> str:
     return "".join(str(p.get("text") or "") if isinstance(p, dict) else str(p) for p in content)
 
 
-def _printable(text: str, limit: int = 300) -> str:
-    """Text from a server (an error body, an exception) made safe to record and print."""
-    return _CONTROL.sub("?", text)[:limit]
+def _printable(text: str, limit: int = 300, given: frozenset[str] = frozenset()) -> str:
+    """Text from a server or a model (an error body, an exception, a quoted answer) made safe
+    to record, print and put in a prompt: no control characters, and no markup, instructions or
+    trial ids other than `given` — an error message must not smuggle in what the screen refused."""
+    text = _CONTROL.sub("?", text[: limit * 4])
+    text = _INSTRUCTION.sub("[instruction removed]", _MARKUP.sub("[markup removed]", text))
+    text = NCT_ID.sub(lambda m: m.group() if m.group().upper() in given else "[trial id]", text)
+    return text[:limit]
 
 
-def _short(err: Exception) -> str:
+def _short(err: Exception, given: frozenset[str] = frozenset()) -> str:
     if isinstance(err, ValidationError):
         return _printable("; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}"
-                                    for e in err.errors()[:5]))
-    return _printable(f"{type(err).__name__}: {err}")
+                                    for e in err.errors()[:5]), given=given)
+    return _printable(f"{type(err).__name__}: {err}", given=given)
 
 
-def screen_answer(value: Any) -> str | None:
+def given_ids(messages: list[BaseMessage], allowed: Allowed | None = None) -> frozenset[str]:
+    """The trial ids a model was shown (in its prompt or among the allowed values)."""
+    shown = {m.upper() for msg in messages for m in NCT_ID.findall(_content(msg))}
+    shown |= {str(v).upper() for values in (allowed or {}).values() for v in values
+              if NCT_ID.fullmatch(str(v))}
+    return frozenset(shown)
+
+
+def screen_answer(value: Any, given: frozenset[str] | None = None) -> str | None:
     """What makes a parsed answer unsafe to keep, or None: every string in it is free of control
     characters, HTML/script markup and instructions addressed to a model (an answer is data that
-    later prompts quote, and that reports and the chat page show)."""
+    later prompts quote, and that reports and the chat page show), and, with `given`, names no
+    trial id outside it (an id the model was never shown is invented or injected). The message
+    describes the problem without quoting it."""
     if isinstance(value, dict):
-        return next((p for v in value.values() if (p := screen_answer(v))), None)
+        return next((p for v in value.values() if (p := screen_answer(v, given))), None)
     if isinstance(value, list):
-        return next((p for v in value if (p := screen_answer(v))), None)
+        return next((p for v in value if (p := screen_answer(v, given))), None)
     if not isinstance(value, str):
         return None
     if m := _CONTROL.search(value):
         return f"a control or unencodable character (U+{ord(m.group()):04X})"
-    if m := _MARKUP.search(value):
-        return f"markup ({_printable(m.group(), 40)!r})"
-    if m := _INSTRUCTION.search(value):
-        return f"an instruction to a model ({_printable(m.group(), 60)!r})"
+    if _MARKUP.search(value):
+        return "HTML or script markup"
+    if _INSTRUCTION.search(value):
+        return "an instruction addressed to a model"
+    if given is not None and any(m.upper() not in given for m in NCT_ID.findall(value)):
+        return "a trial id that was not in the prompt (a synthetic record names none)"
     return None
 
 
@@ -227,6 +245,7 @@ async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
     model = endpoint.chat.bind(**extra) if extra else endpoint.chat
     record = LLMCall(node=node, model=endpoint.model_id, ok=False, attempts=0)
     convo = list(messages)
+    given = given_ids(messages, allowed)
     t0 = time.perf_counter()
     for _ in range(repairs + 1):
         record.attempts += 1
@@ -241,8 +260,8 @@ async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
         except LengthFinishReasonError as err:
             # Cut off at max_tokens: the same question would be cut again, so ask for less.
             usage = getattr(err.completion, "usage", None)
-            record.input_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
-            record.output_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
+            record.input_tokens += _tokens(usage, "prompt_tokens")
+            record.output_tokens += _tokens(usage, "completion_tokens")
             record.errors.append("truncated: the answer hit the token limit")
             convo += [HumanMessage(content="Your answer was cut off at the length limit. Reply "
                                    "again with a shorter JSON object: every required field, "
@@ -264,13 +283,13 @@ async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
             if len(text) > MAX_ANSWER_CHARS:
                 raise ValueError(f"the answer is {len(text)} characters long, far past the limit")
             data = parse_json_object(text)
-            if problem := screen_answer(data):
-                raise ValueError(f"the answer contains {problem}; write plain text only")
             value = schema.model_validate(data, context={"allowed": allowed or {}})
+            if problem := screen_answer(data, given):
+                raise ValueError(f"the answer contains {problem}; write plain text only")
         except (ValueError, ValidationError, RecursionError) as err:
-            problem = _short(err)
+            problem = _short(err, given)
             record.errors.append(f"invalid answer: {problem}")
-            convo += [AIMessage(content=_printable(text, 4000)),
+            convo += [AIMessage(content=_printable(text, 4000, given)),
                       HumanMessage(content=f"That answer is invalid ({problem}). Reply with only "
                                    "the corrected JSON object, following the schema.")]
             continue
@@ -282,10 +301,12 @@ async def call_structured(endpoint: ChatEndpoint, messages: list[BaseMessage],
 
 
 def _tokens(usage: Any, key: str) -> int:
-    """A token count from the server's usage, 0 where it is missing or not a number."""
+    """A token count from the server's usage (a dict or an object), 0 where it is missing or
+    not a number."""
+    value = usage.get(key, 0) if isinstance(usage, dict) else getattr(usage, key, 0)
     try:
-        return max(0, int(usage.get(key, 0) or 0))
-    except (AttributeError, TypeError, ValueError):
+        return max(0, int(value or 0))
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 

@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, computed_field, model_validator
-from trialwright.tools.trials import NCT_ID, Phase
+from trialwright.tools.trials import Phase
 
 Label = Literal[0, 1]
 LABEL_WORD = {1: "success", 0: "failure"}
@@ -60,12 +60,6 @@ class Rationale(BaseModel):
     @model_validator(mode="after")
     def _within_allowed(self, info: ValidationInfo) -> Rationale:
         cited = [i for r in self.reasons for i in r.evidence_ids]
-        retrieved = ((info.context or {}).get("allowed") or {}).get("evidence_ids")
-        if retrieved is not None:  # a claim's prose may name only trials that were retrieved
-            named = {m.upper() for r in self.reasons for m in NCT_ID.findall(r.claim)}
-            if unknown := sorted(named - {str(i).upper() for i in retrieved}):
-                raise ValueError(f"a claim names trial id(s) {', '.join(unknown)} that were not "
-                                 "retrieved; name only the retrieved trials")
         return enforce_allowed(self, info, {"evidence_ids": cited})
 
 
