@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel
@@ -24,6 +25,10 @@ from trialwright.agents.quality_judge import (
 )
 from trialwright.tools.schema import SyntheticTrial
 from trialwright.tools.settings import Settings
+from trialwright.tools.writer import write_json_atomic
+
+if TYPE_CHECKING:
+    from trialwright.tools.ctgov import RealRecord
 
 # A label gets a bar of its own only from enough real trials of that label: a percentile of a
 # handful is noise, and a noisy per-label bar makes the verdict depend on the claimed outcome
@@ -110,10 +115,24 @@ async def calibrate(records: Sequence[tuple[str, SyntheticTrial, int]], deps: Ag
 def save_calibration(cal: Calibration, settings: Settings) -> Path:
     path = calibration_path(settings, cal.judge_model, cal.checklist)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(cal.model_dump_json(indent=1))
-    tmp.replace(path)
+    write_json_atomic(path, cal.model_dump(mode="json"))
     return path
+
+
+def labelled_sample(records: Sequence[RealRecord], per_label: int, phase: str | None = None
+                    ) -> list[tuple[str, SyntheticTrial, int]]:
+    """Up to `per_label` real trials of each outcome (of `phase`), in file order, as
+    (NCT id, record, label) for `calibrate`; failures first."""
+    chosen: dict[int, list[tuple[str, SyntheticTrial, int]]] = {0: [], 1: []}
+    for r in records:
+        if (phase is None or r.trial.phase == phase) and len(chosen[r.trial.label]) < per_label:
+            chosen[r.trial.label].append((r.nctid, r.trial, r.trial.label))
+    return chosen[0] + chosen[1]
+
+
+def describe_sample(sample: Sequence[tuple[str, SyntheticTrial, int]]) -> str:
+    failures = sum(label == 0 for *_, label in sample)
+    return f"{failures} failures + {len(sample) - failures} successes"
 
 
 def attach_critic_references(deps: AgentDeps) -> AgentDeps:

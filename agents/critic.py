@@ -18,7 +18,13 @@ from typing import Any, Literal
 from trialwright.agents.common import PROMPTS, AgentDeps, timed
 from trialwright.agents.state import ReportState, Round
 from trialwright.tools.checks import CheckInput, run_checks
-from trialwright.tools.schema import CheckResult, Evidence, JudgeOutput, Spec, SyntheticTrial
+from trialwright.tools.schema import (
+    CheckResult,
+    Evidence,
+    JudgeOutput,
+    Spec,
+    SyntheticTrial,
+)
 
 Next = Literal["reason", "draft", "revise_outcome", "read_outcome", "judge", "accept", "reject"]
 

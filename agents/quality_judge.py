@@ -98,7 +98,7 @@ def blinded_view(draft: SyntheticTrial) -> str:
 
 def score_answers(checklist: Checklist, answers: dict[str, bool]) -> tuple[float, list[str]]:
     """(share of yes, veto questions answered no), over the checklist's own questions only."""
-    asked = [q for q in checklist.questions]
+    asked = checklist.questions
     yes = sum(bool(answers.get(q.id)) for q in asked)
     return round(yes / len(asked), 4), [q.id for q in asked if q.veto and not answers.get(q.id)]
 

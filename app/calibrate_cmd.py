@@ -23,7 +23,12 @@ def calibrate_command(
     data: Annotated[Path | None, typer.Option("--data", help="data folder")] = None,
 ) -> None:
     """Calibrate the judge on real trials of each outcome (label from the TOP benchmark)."""
-    from trialwright.agents.calibration import calibrate, save_calibration
+    from trialwright.agents.calibration import (
+        calibrate,
+        describe_sample,
+        labelled_sample,
+        save_calibration,
+    )
     from trialwright.agents.common import AgentDeps
     from trialwright.app.common import UserError, out, settings_for, user_errors
     from trialwright.tools.ctgov import load_records
@@ -37,19 +42,14 @@ def calibrate_command(
             raise UserError(f"--records {path}: not found")
         loaded = load_records(path, label="top")
         want = normalise_phase(phase) if phase else None
-        chosen: dict[int, list] = {0: [], 1: []}
-        for r in loaded.records:
-            if (want is None or r.trial.phase == want) and len(chosen[r.trial.label]) < limit:
-                chosen[r.trial.label].append((r.nctid, r.trial, r.trial.label))
-        if not all(chosen.values()):
+        sample = labelled_sample(loaded.records, limit, want)
+        if len({label for *_, label in sample}) < 2:
             raise UserError(f"{path.name}: needs labelled real trials of both outcomes"
-                            f"{' in ' + want if want else ''}; found {len(chosen[0])} failures and "
-                            f"{len(chosen[1])} successes")
+                            f"{' in ' + want if want else ''}; found {describe_sample(sample)}")
         with open_endpoints(s, llm) as (generator, judge):
             deps = AgentDeps(settings=s, generator=generator, judge=judge)
-            cal = asyncio.run(calibrate(chosen[0] + chosen[1], deps, source=(
-                f"{path.name}: {len(chosen[0])} failures + {len(chosen[1])} successes"
-                f"{', ' + want if want else ''}")))
+            cal = asyncio.run(calibrate(sample, deps, source=(
+                f"{path.name}: {describe_sample(sample)}{', ' + want if want else ''}")))
         saved = save_calibration(cal, s)
     from trialwright.agents.calibration import MIN_PER_LABEL
 

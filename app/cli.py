@@ -132,8 +132,8 @@ def generate(
     from trialwright.tools.encoder import Encoder
     from trialwright.tools.llm import open_endpoints
     from trialwright.tools.plan import plan_specs
-    from trialwright.tools.schema import LABEL_WORD
     from trialwright.tools.privacy_index import corpus_index
+    from trialwright.tools.schema import LABEL_WORD
     from trialwright.tools.store import open_nonempty_store
     from trialwright.tools.trials import normalise_phase
 

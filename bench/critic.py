@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trialwright.agents.calibration import attach_critic_references, calibrate, save_calibration
+from trialwright.agents.calibration import (
+    attach_critic_references,
+    calibrate,
+    describe_sample,
+    labelled_sample,
+    save_calibration,
+)
 from trialwright.agents.common import AgentDeps
 from trialwright.eval.judges.probes import (
     ProbeItem,
@@ -136,17 +142,14 @@ def main() -> None:
     with open_endpoints(s, args.llm) as (generator, judge):
         deps = AgentDeps(settings=s, generator=generator, judge=judge)
         meta |= {"generator_model": generator.model_id, "judge_model": judge.model_id}
-        if args.calibrate and attach_critic_references(deps).calibration is None:
-            chosen = {0: [], 1: []}
-            for r in labelled:
-                if len(chosen[r.trial.label]) < args.calibrate:
-                    chosen[r.trial.label].append((r.nctid, r.trial, r.trial.label))
-            t0 = time.perf_counter()
-            cal = asyncio.run(calibrate(chosen[0] + chosen[1], deps, source=(
-                f"{s.ctgov_records_path.name}: {len(chosen[0])} failures + {len(chosen[1])} successes, all phases")))
-            save_calibration(cal, s)
-            meta["calibration_wall_s"] = round(time.perf_counter() - t0, 1)
         deps = attach_critic_references(deps)
+        if args.calibrate and deps.calibration is None:
+            sample = labelled_sample(labelled, args.calibrate)
+            t0 = time.perf_counter()
+            deps.calibration = asyncio.run(calibrate(sample, deps, source=(
+                f"{s.ctgov_records_path.name}: {describe_sample(sample)}, all phases")))
+            save_calibration(deps.calibration, s)
+            meta["calibration_wall_s"] = round(time.perf_counter() - t0, 1)
         meta["calibration"] = deps.calibration.model_dump(exclude={"scores"}) if deps.calibration else None
         meta["size_ranges"] = deps.ranges.source if deps.ranges else None
         # The headline comparison (parity, before vs after) first: a stopped run keeps it.

@@ -53,11 +53,7 @@ class FaultPlan:
     latency_s: float = 0.0  # added to every valid answer
 
     def __post_init__(self) -> None:
-        unknown = set(self.rates) - set(FAULTS)
-        if unknown:
-            raise ValueError(f"unknown fault kind(s) {sorted(unknown)}; known: {FAULTS}")
-        if any(r < 0 for r in self.rates.values()) or sum(self.rates.values()) > 1 + 1e-9:
-            raise ValueError(f"fault rates must be >= 0 and sum to at most 1: {self.rates}")
+        check_rates(self.rates, FAULTS, "fault")
 
     @classmethod
     def mixed(cls, total: float, seed: int = 0, kinds: tuple[str, ...] = FAULTS,
@@ -68,14 +64,29 @@ class FaultPlan:
     def choose(self, body: bytes, arrival: int) -> str:
         if self.faulty_arrivals is not None and arrival >= self.faulty_arrivals:
             return "ok"
-        digest = hashlib.sha256(b"%d\0%d\0" % (self.seed, arrival) + body).digest()
-        u = int.from_bytes(digest[:8], "big") / 2**64
-        edge = 0.0
-        for kind in FAULTS:
-            edge += self.rates.get(kind, 0.0)
-            if u < edge:
-                return kind
-        return "ok"
+        return pick_kind(self.rates, FAULTS, self.seed, body, arrival)
+
+
+def check_rates(rates: dict[str, float], kinds: tuple[str, ...], what: str) -> None:
+    unknown = set(rates) - set(kinds)
+    if unknown:
+        raise ValueError(f"unknown {what} kind(s) {sorted(unknown)}; known: {kinds}")
+    if any(r < 0 for r in rates.values()) or sum(rates.values()) > 1 + 1e-9:
+        raise ValueError(f"{what} rates must be >= 0 and sum to at most 1: {rates}")
+
+
+def pick_kind(rates: dict[str, float], kinds: tuple[str, ...], seed: int, body: bytes,
+              arrival: int) -> str:
+    """A request's kind as a function of (seed, body, that body's arrival), not of timing, so a
+    run is reproducible under any concurrency."""
+    digest = hashlib.sha256(b"%d\0%d\0" % (seed, arrival) + body).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    edge = 0.0
+    for kind in kinds:
+        edge += rates.get(kind, 0.0)
+        if u < edge:
+            return kind
+    return "ok"
 
 
 @dataclass
@@ -215,34 +226,36 @@ class _Handler(BaseHTTPRequestHandler):
             self._completion(request, json.dumps(answer))
 
     def _drop(self) -> None:
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        drop_connection(self)
 
 
-class FaultHTTPServer(ThreadingHTTPServer):
+def drop_connection(handler: BaseHTTPRequestHandler) -> None:
+    """Cut the TCP connection mid-exchange, as a dying server or proxy does."""
+    handler.close_connection = True
+    try:
+        handler.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """A test server on 127.0.0.1:<free port>: a stop signal, arrivals per body, request ids."""
+
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, plan: FaultPlan):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.plan = plan
+    def __init__(self, handler: type[BaseHTTPRequestHandler]):
+        super().__init__(("127.0.0.1", 0), handler)
         self.stopping = threading.Event()
-        self.served: list[Served] = []
         self._arrivals: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._ids = 0
 
-    def record(self, body: bytes, schema: str) -> Served:
-        key = hashlib.sha256(body).hexdigest()[:16]
-        with self._lock:
-            arrival = self._arrivals[key]
-            self._arrivals[key] += 1
-            served = Served(self.plan.choose(body, arrival), key, arrival, time.monotonic(), schema)
-            self.served.append(served)
-        return served
+    def _arrival(self, key: str) -> int:
+        """How often this body came before (call with `_lock` held)."""
+        arrival = self._arrivals[key]
+        self._arrivals[key] += 1
+        return arrival
 
     def next_id(self) -> int:
         with self._lock:
@@ -253,19 +266,38 @@ class FaultHTTPServer(ThreadingHTTPServer):
         pass  # a client that gave up (timeout) leaves a broken pipe: expected here
 
 
-class FaultServer:
-    """Start/stop a `FaultHTTPServer` on a free loopback port; use as a context manager."""
+class FaultHTTPServer(LoopbackHTTPServer):
+    def __init__(self, plan: FaultPlan):
+        super().__init__(_Handler)
+        self.plan = plan
+        self.served: list[Served] = []
 
-    def __init__(self, plan: FaultPlan | None = None):
-        self.plan = plan or FaultPlan()
-        self._server: FaultHTTPServer | None = None
+    def record(self, body: bytes, schema: str) -> Served:
+        key = hashlib.sha256(body).hexdigest()[:16]
+        with self._lock:
+            arrival = self._arrival(key)
+            served = Served(self.plan.choose(body, arrival), key, arrival, time.monotonic(), schema)
+            self.served.append(served)
+        return served
+
+
+class LoopbackServer:
+    """Start/stop a `LoopbackHTTPServer` in a thread; use as a context manager."""
+
+    thread_name = "loopback-server"
+
+    def __init__(self) -> None:
+        self._server: Any = None
         self._thread: threading.Thread | None = None
 
+    def _make_server(self) -> LoopbackHTTPServer:
+        raise NotImplementedError
+
     def start(self) -> Self:
-        self._server = FaultHTTPServer(self.plan)
+        self._server = self._make_server()
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True,
-                                        name="fault-server")
+                                        name=self.thread_name)
         self._thread.start()
         return self
 
@@ -294,6 +326,19 @@ class FaultServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+
+class FaultServer(LoopbackServer):
+    """A `FaultHTTPServer` on a free loopback port."""
+
+    thread_name = "fault-server"
+
+    def __init__(self, plan: FaultPlan | None = None):
+        super().__init__()
+        self.plan = plan or FaultPlan()
+
+    def _make_server(self) -> FaultHTTPServer:
+        return FaultHTTPServer(self.plan)
+
     @property
     def served(self) -> list[Served]:
         assert self._server is not None, "server not started"
@@ -304,14 +349,20 @@ class FaultServer:
         return dict(Counter(s.fault for s in self.served))
 
 
-if __name__ == "__main__":  # a quick manual run: python -m tests.fault_server 0.2
-    import sys
-
-    with FaultServer(FaultPlan.mixed(float(sys.argv[1]) if len(sys.argv) > 1 else 0.2)) as srv:
-        print(f"fault server on {srv.base_url} (Ctrl-C to stop)", flush=True)
+def serve_until_interrupted(server: LoopbackServer, name: str) -> None:
+    """A manual run: serve for up to an hour (Ctrl-C stops), then print what was served."""
+    with server as srv:
+        print(f"{name} on {srv.base_url} (Ctrl-C to stop)", flush=True)
         try:
             for _ in range(3600):
                 time.sleep(1)
         except KeyboardInterrupt:
             pass
         print(json.dumps(srv.counts()))
+
+
+if __name__ == "__main__":  # a quick manual run: python -m tests.fault_server 0.2
+    import sys
+
+    serve_until_interrupted(FaultServer(FaultPlan.mixed(float(sys.argv[1]) if len(sys.argv) > 1
+                                                        else 0.2)), "fault server")

@@ -36,15 +36,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 from trialwright.tools.fake_llm import fake_answer
+
+from tests.fault_server import (
+    LoopbackHTTPServer,
+    LoopbackServer,
+    check_rates,
+    drop_connection,
+    pick_kind,
+    serve_until_interrupted,
+)
 
 HOSTILE = ("garbage", "truncated_body", "wrong_types", "array", "empty_content", "null_content",
            "no_choices", "html", "html_error", "server_error", "rate_limit", "huge",
@@ -71,11 +78,7 @@ class HostilePlan:
     rotate: bool = False  # every kind in turn, a valid answer between two (ignores `rates`)
 
     def __post_init__(self) -> None:
-        unknown = set(self.rates) - set(HOSTILE)
-        if unknown:
-            raise ValueError(f"unknown kind(s) {sorted(unknown)}; known: {HOSTILE}")
-        if any(r < 0 for r in self.rates.values()) or sum(self.rates.values()) > 1 + 1e-9:
-            raise ValueError(f"rates must be >= 0 and sum to at most 1: {self.rates}")
+        check_rates(self.rates, HOSTILE, "hostile")
 
     @classmethod
     def mixed(cls, total: float, seed: int = 0, kinds: tuple[str, ...] = HOSTILE,
@@ -87,14 +90,7 @@ class HostilePlan:
         all requests before it."""
         if self.rotate:
             return "ok" if served % 2 else HOSTILE[(served // 2) % len(HOSTILE)]
-        digest = hashlib.sha256(b"%d\0%d\0" % (self.seed, arrival) + body).digest()
-        u = int.from_bytes(digest[:8], "big") / 2**64
-        edge = 0.0
-        for kind in HOSTILE:
-            edge += self.rates.get(kind, 0.0)
-            if u < edge:
-                return kind
-        return "ok"
+        return pick_kind(self.rates, HOSTILE, self.seed, body, arrival)
 
 
 def _enums(schema: Any) -> set[str]:
@@ -241,31 +237,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
         except OSError:
             pass  # the client gave up
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        drop_connection(self)
 
 
-class HostileHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class HostileHTTPServer(LoopbackHTTPServer):
     def __init__(self, plan: HostilePlan):
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(_Handler)
         self.plan = plan
-        self.stopping = threading.Event()
         self.kinds: Counter[str] = Counter()
-        self._arrivals: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._ids = 0
 
     def record(self, body: bytes) -> str:
         key = hashlib.sha256(body).hexdigest()
         with self._lock:
-            kind = self.plan.choose(body, self._arrivals[key], sum(self.kinds.values()))
-            self._arrivals[key] += 1
+            kind = self.plan.choose(body, self._arrival(key), sum(self.kinds.values()))
             self.kinds[kind] += 1
         return kind
 
@@ -273,51 +257,18 @@ class HostileHTTPServer(ThreadingHTTPServer):
         with self._lock:
             return sum(self.kinds.values())
 
-    def next_id(self) -> int:
-        with self._lock:
-            self._ids += 1
-            return self._ids
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that give up leave broken pipes: expected here
+class HostileServer(LoopbackServer):
+    """A `HostileHTTPServer` on a free loopback port."""
 
-
-class HostileServer:
-    """Start/stop a `HostileHTTPServer` on a free loopback port; a context manager."""
+    thread_name = "hostile-server"
 
     def __init__(self, plan: HostilePlan | None = None):
+        super().__init__()
         self.plan = plan or HostilePlan.mixed(0.65)
-        self._server: HostileHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> Self:
-        self._server = HostileHTTPServer(self.plan)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True,
-                                        name="hostile-server")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "server not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+    def _make_server(self) -> HostileHTTPServer:
+        return HostileHTTPServer(self.plan)
 
     def counts(self) -> dict[str, int]:
         assert self._server is not None, "server not started"
@@ -328,11 +279,5 @@ class HostileServer:
 if __name__ == "__main__":  # python -m tests.hostile_server 0.65
     import sys
 
-    with HostileServer(HostilePlan.mixed(float(sys.argv[1]) if len(sys.argv) > 1 else 0.65)) as srv:
-        print(f"hostile server on {srv.base_url} (Ctrl-C to stop)", flush=True)
-        try:
-            for _ in range(3600):
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-        print(json.dumps(srv.counts()))
+    serve_until_interrupted(HostileServer(HostilePlan.mixed(float(sys.argv[1]) if len(sys.argv) > 1
+                                                            else 0.65)), "hostile server")

@@ -273,10 +273,9 @@ def test_without_calibration_the_fixed_share_is_the_rule_and_is_recorded():
 
 
 def test_calibrate_command_scores_real_trials_and_caches_per_judge(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
     from trialwright.app.cli import app
     from trialwright.tools.settings import Settings
+    from typer.testing import CliRunner
 
     if not Settings().ctgov_records_path.is_file():
         pytest.skip("no registry records in the data folder")

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
-
 from trialwright.tools.schema import Arm, Design, Label, Outcome, SyntheticTrial
 from trialwright.tools.trials import PHASES, DataError, normalise_phase
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
-
 from trialwright.tools.settings import Settings
+from trialwright.tools.writer import write_json_atomic
 
 
 class PhaseBand(BaseModel):
@@ -45,7 +45,7 @@ class PlausibleRanges(BaseModel):
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.model_dump_json(indent=1))
+        write_json_atomic(path, self.model_dump(mode="json"))
 
     @classmethod
     def load(cls, path: Path) -> PlausibleRanges:

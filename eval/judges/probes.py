@@ -21,10 +21,22 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-
-from trialwright.agents.common import AgentDeps, describe_target, load_prompt, render_evidence
-from trialwright.agents.critic import critique_report, judge_decision, rubric_text
+from scipy.stats import binomtest
+from trialwright.agents.common import (
+    AgentDeps,
+    describe_target,
+    load_prompt,
+    render_evidence,
+)
+from trialwright.agents.critic import (
+    RATIONALE_CHECKS,
+    critique_report,
+    judge_decision,
+    rubric_text,
+)
 from trialwright.eval.judges.defects import DEFECTS, plant
+from trialwright.eval.judges.studies import judge_messages
+from trialwright.eval.utility.metrics import bootstrap_indices
 from trialwright.tools.checks import CheckInput, run_checks
 from trialwright.tools.ctgov import RealRecord
 from trialwright.tools.llm import call_structured
@@ -85,8 +97,7 @@ def clean_records(records: Sequence[RealRecord]) -> list[RealRecord]:
     for rec in records:
         x = CheckInput(spec=Spec(spec_id="x", phase=rec.trial.phase, label=rec.trial.label),
                        evidence=[], rationale=None, draft=rec.trial, chosen=topic(rec.trial))
-        if all(c.passed for c in run_checks(x) if c.name not in ("rationale_valid",
-                                                                  "rationale_cites_evidence")):
+        if all(c.passed for c in run_checks(x) if c.name not in RATIONALE_CHECKS):
             keep.append(rec)
     return sorted(keep, key=lambda r: (len(r.derived), r.nctid))
 
@@ -133,14 +144,10 @@ async def _before(item: ProbeItem, deps: AgentDeps) -> dict[str, Any]:
     failed = [c.name for c in run_checks(x) if c.name in BEFORE_CHECKS and not c.passed]
     if failed:
         return {"stage": "checks", "accepted": False, "failed_checks": failed, "llm_calls": []}
-    from langchain_core.messages import HumanMessage, SystemMessage
-
-    prompt = load_prompt("critic")
-    fields = {"rubric": rubric_text("critic_rubric"), "target": describe_target(item.spec),
-              "reasons": "- (none)", "evidence": render_evidence(item.evidence, 400),
-              "report": item.record.model_dump_json(indent=1)}
-    messages = [SystemMessage(content=prompt.system.format(**fields)),
-                HumanMessage(content=prompt.user.format(**fields))]
+    messages = judge_messages(load_prompt("critic"), {
+        "rubric": rubric_text("critic_rubric"), "target": describe_target(item.spec),
+        "reasons": "- (none)", "evidence": render_evidence(item.evidence, 400),
+        "report": item.record.model_dump_json(indent=1)})
     value, call = await call_structured(deps.judge, messages, JudgeOutput, node="judge",
                                         repairs=deps.settings.parse_retries, seed=item.spec.seed)
     if value is None:
@@ -171,14 +178,12 @@ async def run_probe(item: ProbeItem, deps: AgentDeps, critic: Critic) -> dict[st
             "llm_seconds": round(sum(c.latency_s for c in calls), 2)}
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> list[float] | None:
+def wilson(k: int, n: int) -> list[float] | None:
+    """95 % Wilson interval of k successes in n (None for n = 0)."""
     if n == 0:
         return None
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return [round(float(c - h), 3), round(float(c + h), 3)]
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return [round(float(ci.low), 3), round(float(ci.high), 3)]
 
 
 def _rate(rows: Sequence[dict[str, Any]], accepted: bool = True) -> dict[str, Any]:
@@ -199,9 +204,8 @@ def summarize(rows: Sequence[dict[str, Any]], critic: Critic, seed: int = 0) -> 
         pairs = [v for v in by_item.values() if len(v) == 2]
         s = np.array([v["claims_1"] for v in pairs], float)
         f = np.array([v["claims_0"] for v in pairs], float)
-        rng = np.random.default_rng(seed)
-        boot = [float((s[i] - f[i]).mean()) for i in
-                (rng.integers(0, len(pairs), len(pairs)) for _ in range(2000))] if pairs else []
+        boot = ((s - f)[bootstrap_indices(len(pairs), 2000, seed)].mean(axis=1).tolist()
+                if pairs else [])  # paired: resample trials, keep each trial's two verdicts
         out["parity"] = {
             "n": len(pairs), "accept_success_claim": round(float(s.mean()), 3) if pairs else None,
             "accept_failure_claim": round(float(f.mean()), 3) if pairs else None,

@@ -249,7 +249,7 @@ def pairwise_items(lines: Sequence[dict[str, Any]], n_pairs: int) -> list[JudgeI
     return items
 
 
-def _messages(prompt: Prompt, fields: dict[str, str]) -> list[BaseMessage]:
+def judge_messages(prompt: Prompt, fields: dict[str, str]) -> list[BaseMessage]:
     """The messages `agents.common.ask` would send, built here so the row stores them exactly."""
     return [SystemMessage(content=prompt.system.format(**fields)),
             HumanMessage(content=prompt.user.format(**fields))]
@@ -269,7 +269,7 @@ async def ask_judge(endpoint: ChatEndpoint, spec: JudgeSpec, item: JudgeItem,
     else:
         prompt, schema = load_prompt("critic"), JudgeOutput
         fields |= {"reasons": item.reasons, "evidence": item.evidence, "report": item.report}
-    messages = _messages(prompt, fields)
+    messages = judge_messages(prompt, fields)
     value, call = await call_structured(
         endpoint, messages, schema, node="judge", repairs=settings.parse_retries,
         seed=zlib.crc32(row_id(spec, item).encode()) % 2**31)
